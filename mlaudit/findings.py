@@ -1,0 +1,119 @@
+"""The data model every rule, the scorer and every renderer share.
+
+Everything here is frozen: a finding, once made, is evidence and must not change on its way
+into the report.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Union
+
+JsonValue = Union[str, int, float, bool, None, list["JsonValue"], dict[str, "JsonValue"]]
+
+
+class _Ordered(enum.Enum):
+    """An enum whose members compare by declaration order."""
+
+    @property
+    def rank(self) -> int:
+        return list(type(self)).index(self)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self.rank < other.rank
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self.rank <= other.rank
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self.rank > other.rank
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self.rank >= other.rank
+
+
+class Severity(_Ordered):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Confidence(_Ordered):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Status(enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a finding points: a file, and inside it a line or a pointer.
+
+    ``pointer`` is format-specific: ``offset 1234`` in a pickle stream, a column name in a
+    dataset, ``pkg==1.2`` in a requirement set.
+    """
+
+    artifact: str
+    line: int | None = None
+    column: int | None = None
+    pointer: str | None = None
+
+
+def fingerprint(rule_id: str, artifact_key: str, *keys: str) -> str:
+    """A stable identity for a finding, used by baselines and waivers.
+
+    Built from what the finding is about (rule, artifact role, the thing found), never from
+    what moves between runs (byte offsets, line numbers, metric values, absolute paths).
+    """
+    digest = hashlib.sha256()
+    for part in (rule_id, artifact_key, *keys):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    title: str
+    message: str
+    severity: Severity
+    confidence: Confidence
+    location: Location
+    fingerprint: str
+    evidence: Mapping[str, JsonValue] = field(default_factory=dict)
+    cwe: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule_id: str
+    name: str
+    family: str
+    status: Status
+    score: float | None
+    reason: str | None = None
+    metrics: Mapping[str, JsonValue] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    duration_s: float = 0.0
+    queries: int | None = None

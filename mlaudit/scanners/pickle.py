@@ -1,0 +1,487 @@
+"""Static analysis of pickle streams: which globals would unpickling import, and where.
+
+Nothing here unpickles. The walk is built on the standard library's ``pickletools.genops``
+(the reference decoder of every opcode of protocols 0-5) and adds what genops lacks: a small
+symbolic stack and memo, so that imports whose names are assembled on the stack
+(``STACK_GLOBAL`` fed through ``BINGET``) are resolved, and so that joblib's framing, where raw
+array bytes or a nested pickle sit between opcodes, is skipped exactly as joblib's unpickler
+would skip it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import mmap
+import pickletools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final
+
+import numpy as np
+
+_MARK: Final = object()
+_UNKNOWN: Final = object()
+
+JOBLIB_ARRAY_WRAPPER: Final = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+_RECONSTRUCTORS: Final = {("copyreg", "_reconstructor"), ("copyreg", "__newobj__")}
+_DTYPE_GLOBALS: Final = {("numpy", "dtype"), ("numpy.core.multiarray", "dtype")}
+_DTYPE_CODE: Final = re.compile(r"^[<>|=]?[?bBhHiIlLqQpPefdgFDGmMOSUVcua]\d*(\[\w+\])?$")
+_NPY_ITEM_HASOBJECT: Final = 0x01
+
+
+class MalformedPickle(ValueError):
+    """The stream is not a pickle at all, or its first pickle is truncated or corrupt."""
+
+    def __init__(self, message: str, offset: int, imports_before: tuple[GlobalImport, ...]):
+        super().__init__(message)
+        self.offset = offset
+        self.imports_before = imports_before
+
+
+@dataclass(frozen=True)
+class GlobalImport:
+    """One global that unpickling would import (and may then call)."""
+
+    module: str
+    name: str
+    offset: int
+    opcode: str
+    pickle_index: int
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """A part of the stream the scanner could not vouch for; the load gate treats it as unsafe."""
+
+    kind: str
+    offset: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PickleScan:
+    imports: tuple[GlobalImport, ...]
+    problems: tuple[ScanProblem, ...]
+    pickles: int
+    protocol: int
+    joblib_arrays: int
+    size: int
+
+    @property
+    def is_joblib(self) -> bool:
+        return self.joblib_arrays > 0 or any(
+            (i.module, i.name) == JOBLIB_ARRAY_WRAPPER for i in self.imports
+        )
+
+
+@dataclass(eq=False)
+class _Global:
+    module: str
+    name: str
+
+
+@dataclass(eq=False)
+class _Call:
+    """The result of REDUCE/NEWOBJ/OBJ/INST: a callable applied to arguments, plus BUILD state."""
+
+    func: object
+    args: object
+    state: object = field(default=_UNKNOWN)
+
+
+_StackValue = object
+
+
+class _Walker:
+    """Walks one file (or buffer) holding one or more consecutive pickles."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        self._size = size
+        self.imports: list[GlobalImport] = []
+        self.problems: list[ScanProblem] = []
+        self.protocol = 0
+        self.joblib_arrays = 0
+        self._pickle_index = 0
+
+    def run(self) -> int:
+        """Walk every pickle in the stream; returns how many were found."""
+        try:
+            self._walk_one()
+        except _StreamError as error:
+            raise MalformedPickle(str(error), error.offset, tuple(self.imports)) from None
+        count = 1
+        while self._stream.tell() < self._size:
+            self._pickle_index = count
+            start = self._stream.tell()
+            try:
+                self._walk_one()
+            except _StreamError as error:
+                self.problems.append(
+                    ScanProblem(
+                        "trailing-data",
+                        start,
+                        f"{self._size - start} bytes after the last complete pickle do not parse "
+                        f"as a pickle ({error}); a custom loader could still read them",
+                    )
+                )
+                return count
+            count += 1
+        return count
+
+    def _walk_one(self) -> None:
+        stack: list[_StackValue] = []
+        marks: list[int] = []
+        memo: dict[int, _StackValue] = {}
+        for opcode, arg, pos in _ops(self._stream):
+            position = pos if pos is not None else -1
+            self._step(opcode, arg, position, stack, marks, memo)
+            if opcode.name == "STOP":
+                return
+
+    # One method per opcode family keeps the dispatch readable; most opcodes only move
+    # values on the symbolic stack, and those we do not model push an unknown value.
+    def _step(
+        self,
+        opcode: pickletools.OpcodeInfo,
+        arg: object,
+        pos: int,
+        stack: list[_StackValue],
+        marks: list[int],
+        memo: dict[int, _StackValue],
+    ) -> None:
+        name = opcode.name
+        if name == "PROTO":
+            self.protocol = max(self.protocol, int(arg))  # type: ignore[call-overload]
+        elif name in ("FRAME", "STOP"):
+            return
+        elif name == "MARK":
+            marks.append(len(stack))
+            stack.append(_MARK)
+        elif name == "GLOBAL" or name == "INST":
+            module, _, attr = str(arg).partition(" ")
+            self._record(module, attr, pos, name)
+            target = _Global(module, attr)
+            if name == "INST":
+                args = _pop_to_mark(stack, marks)
+                stack.append(_Call(target, tuple(args)))
+            else:
+                stack.append(target)
+        elif name == "STACK_GLOBAL":
+            attr_value = _pop(stack)
+            module_value = _pop(stack)
+            if isinstance(module_value, str) and isinstance(attr_value, str):
+                self._record(module_value, attr_value, pos, name)
+                stack.append(_Global(module_value, attr_value))
+            else:
+                self.problems.append(
+                    ScanProblem(
+                        "dynamic-import",
+                        pos,
+                        "STACK_GLOBAL imports a name that is computed at load time, "
+                        "so it cannot be checked without running the pickle",
+                    )
+                )
+                stack.append(_UNKNOWN)
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            self.problems.append(
+                ScanProblem(
+                    "extension-import",
+                    pos,
+                    f"{name} imports whatever the copyreg extension registry maps code {arg} "
+                    "to in the loading process",
+                )
+            )
+            stack.append(_UNKNOWN)
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = stack[-1] if stack else _UNKNOWN  # type: ignore[call-overload]
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else _UNKNOWN
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            key = int(arg)  # type: ignore[call-overload]
+            if key not in memo:
+                raise _StreamError(f"memo key {key} read before it is written", pos)
+            stack.append(memo[key])
+        elif name == "REDUCE":
+            args = _pop(stack)
+            func = _pop(stack)
+            stack.append(_Call(func, args))
+        elif name == "NEWOBJ":
+            args = _pop(stack)
+            cls = _pop(stack)
+            stack.append(_Call(cls, args))
+        elif name == "NEWOBJ_EX":
+            _pop(stack)
+            args = _pop(stack)
+            cls = _pop(stack)
+            stack.append(_Call(cls, args))
+        elif name == "OBJ":
+            items = _pop_to_mark(stack, marks)
+            stack.append(_Call(items[0], tuple(items[1:])) if items else _UNKNOWN)
+        elif name == "BUILD":
+            state = _pop(stack)
+            target = stack[-1] if stack else _UNKNOWN
+            if isinstance(target, _Call):
+                target.state = state
+                if _is_joblib_wrapper(target):
+                    self._skip_joblib_array(target, pos)
+        else:
+            self._generic(opcode, arg, stack, marks)
+
+    def _generic(
+        self, opcode: pickletools.OpcodeInfo, arg: object, stack: list[_StackValue],
+        marks: list[int],
+    ) -> None:
+        name = opcode.name
+        if name in _CONSTANT_OPS:
+            stack.append(_constant(name, arg))
+        elif name == "EMPTY_TUPLE":
+            stack.append(())
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            count = int(name[-1])
+            items = [_pop(stack) for _ in range(count)][::-1]
+            stack.append(tuple(items))
+        elif name == "TUPLE":
+            stack.append(tuple(_pop_to_mark(stack, marks)))
+        elif name == "EMPTY_LIST":
+            stack.append([])
+        elif name == "LIST":
+            stack.append(_pop_to_mark(stack, marks))
+        elif name == "EMPTY_DICT":
+            stack.append({})
+        elif name == "DICT":
+            stack.append(_pairs_to_dict(_pop_to_mark(stack, marks)))
+        elif name == "SETITEM":
+            value = _pop(stack)
+            key = _pop(stack)
+            _set_item(stack, key, value)
+        elif name == "SETITEMS":
+            items = _pop_to_mark(stack, marks)
+            for key, value in zip(items[::2], items[1::2], strict=False):
+                _set_item(stack, key, value)
+        elif name == "POP":
+            if stack and stack[-1] is _MARK:
+                marks.pop()
+            _pop(stack)
+        elif name == "POP_MARK":
+            _pop_to_mark(stack, marks)
+        elif name == "DUP":
+            stack.append(stack[-1] if stack else _UNKNOWN)
+        else:
+            self._apply_stack_effect(opcode, stack, marks)
+
+    @staticmethod
+    def _apply_stack_effect(
+        opcode: pickletools.OpcodeInfo, stack: list[_StackValue], marks: list[int]
+    ) -> None:
+        """Model any other opcode by its documented stack effect, values unknown."""
+        before = list(opcode.stack_before)
+        if pickletools.markobject in before:
+            _pop_to_mark(stack, marks)
+            before = before[: before.index(pickletools.markobject)]
+        for _ in before:
+            _pop(stack)
+        stack.extend(_UNKNOWN for _ in opcode.stack_after)
+
+    def _record(self, module: str, name: str, pos: int, opcode: str) -> None:
+        self.imports.append(GlobalImport(module, name, pos, opcode, self._pickle_index))
+
+    def _skip_joblib_array(self, wrapper: _Call, pos: int) -> None:
+        """Step over the array payload joblib writes right after a NumpyArrayWrapper."""
+        layout = _joblib_array_layout(wrapper.state)
+        if layout is None:
+            self.problems.append(
+                ScanProblem(
+                    "joblib-framing",
+                    pos,
+                    "a joblib array wrapper whose dtype or shape cannot be read statically; "
+                    "the bytes after it were not checked",
+                )
+            )
+            raise _StreamError("unreadable joblib array framing", pos)
+        self.joblib_arrays += 1
+        nbytes, has_objects, aligned = layout
+        if has_objects:
+            # joblib writes object arrays as a nested pickle: walk it like any other.
+            nested = _Walker(self._stream, self._size)
+            nested._pickle_index = self._pickle_index
+            nested._walk_one()
+            self.imports.extend(nested.imports)
+            self.problems.extend(nested.problems)
+            self.joblib_arrays += nested.joblib_arrays
+            return
+        start = self._stream.tell()
+        if aligned:
+            padding = self._stream.read(1)
+            if not padding:
+                raise _StreamError("joblib array padding byte missing", start)
+            self._stream.seek(padding[0], io.SEEK_CUR)
+        end = self._stream.tell() + nbytes
+        if end > self._size:
+            raise _StreamError(
+                f"joblib array of {nbytes} bytes runs past the end of the file", start
+            )
+        self._stream.seek(end)
+
+
+class _StreamError(Exception):
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+def _ops(stream: IO[bytes]) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
+    """``pickletools.genops`` with its errors turned into offsets we can report."""
+    operations = pickletools.genops(stream)
+    while True:
+        position = stream.tell()
+        try:
+            item = next(operations)
+        except StopIteration:
+            raise _StreamError("pickle ended without a STOP opcode", position) from None
+        except ValueError as error:
+            raise _StreamError(str(error), position) from None
+        yield item
+        if item[0].name == "STOP":
+            return
+
+
+_CONSTANT_OPS: Final = frozenset(
+    {
+        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4",
+        "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
+        "BYTEARRAY8", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8",
+        "FLOAT", "BINFLOAT", "NONE", "NEWTRUE", "NEWFALSE",
+    }
+)
+
+
+def _constant(name: str, arg: object) -> object:
+    return {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(name, arg)
+
+
+def _pop(stack: list[_StackValue]) -> _StackValue:
+    if not stack:
+        return _UNKNOWN
+    value = stack.pop()
+    return _UNKNOWN if value is _MARK else value
+
+
+def _pop_to_mark(stack: list[_StackValue], marks: list[int]) -> list[_StackValue]:
+    if not marks:
+        return []
+    start = marks.pop()
+    items = stack[start + 1 :]
+    del stack[start:]
+    return items
+
+
+def _pairs_to_dict(items: list[_StackValue]) -> object:
+    result: dict[object, object] = {}
+    for key, value in zip(items[::2], items[1::2], strict=False):
+        if not _hashable(key):
+            return _UNKNOWN
+        result[key] = value
+    return result
+
+
+def _set_item(stack: list[_StackValue], key: object, value: object) -> None:
+    if stack and isinstance(stack[-1], dict) and _hashable(key):
+        stack[-1][key] = value
+
+
+def _hashable(value: object) -> bool:
+    return isinstance(value, (str, bytes, int, float, bool, type(None)))
+
+
+def _is_global(value: object, module: str, name: str) -> bool:
+    return isinstance(value, _Global) and (value.module, value.name) == (module, name)
+
+
+def _is_joblib_wrapper(call: _Call) -> bool:
+    if _is_global(call.func, *JOBLIB_ARRAY_WRAPPER):
+        return True
+    if isinstance(call.func, _Global) and (call.func.module, call.func.name) in _RECONSTRUCTORS:
+        first = call.args[0] if isinstance(call.args, tuple) and call.args else None
+        return _is_global(first, *JOBLIB_ARRAY_WRAPPER)
+    return False
+
+
+def _joblib_array_layout(state: object) -> tuple[int, bool, bool] | None:
+    """(payload bytes, holds Python objects, has an alignment padding byte), or None."""
+    if not isinstance(state, dict):
+        return None
+    shape = state.get("shape")
+    dtype = state.get("dtype")
+    if not isinstance(shape, tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        return None
+    itemsize_and_objects = _dtype_layout(dtype)
+    if itemsize_and_objects is None:
+        return None
+    itemsize, has_objects = itemsize_and_objects
+    aligned = state.get("numpy_array_alignment_bytes") is not None
+    return math.prod(shape) * itemsize, has_objects, aligned
+
+
+def _dtype_layout(dtype: object) -> tuple[int, bool] | None:
+    """Item size and object-ness of a pickled ``numpy.dtype(code, align, copy)`` call."""
+    if not isinstance(dtype, _Call) or not isinstance(dtype.func, _Global):
+        return None
+    if (dtype.func.module.replace("numpy._core", "numpy.core"), dtype.func.name) not in (
+        _DTYPE_GLOBALS
+    ):
+        return None
+    args = dtype.args
+    if not isinstance(args, tuple) or not args or not isinstance(args[0], str):
+        return None
+    code = args[0]
+    if not _DTYPE_CODE.match(code):
+        return None
+    state = dtype.state
+    flags = state[7] if isinstance(state, tuple) and len(state) >= 8 else 0
+    elsize = state[5] if isinstance(state, tuple) and len(state) >= 6 else -1
+    # Parsing a short type code is pure metadata work in numpy; it executes nothing.
+    parsed = np.dtype(code)
+    has_objects = parsed.hasobject or (isinstance(flags, int) and bool(flags & _NPY_ITEM_HASOBJECT))
+    itemsize = parsed.itemsize
+    if isinstance(elsize, int) and not isinstance(elsize, bool) and elsize > 0:
+        itemsize = elsize
+    if itemsize <= 0 and not has_objects:
+        return None
+    return itemsize, has_objects
+
+
+def scan_stream(stream: IO[bytes], size: int) -> PickleScan:
+    walker = _Walker(stream, size)
+    count = walker.run()
+    return PickleScan(
+        imports=tuple(walker.imports),
+        problems=tuple(walker.problems),
+        pickles=count,
+        protocol=walker.protocol,
+        joblib_arrays=walker.joblib_arrays,
+        size=size,
+    )
+
+
+def scan_bytes(data: bytes) -> PickleScan:
+    return scan_stream(io.BytesIO(data), len(data))
+
+
+def scan_file(path: Path) -> PickleScan:
+    """Scan a file through a read-only memory map, so multi-GB files are not read into memory."""
+    with path.open("rb") as handle:
+        size = path.stat().st_size
+        if size == 0:
+            raise MalformedPickle("the file is empty", 0, ())
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return scan_stream(mapped, size)  # type: ignore[arg-type]
