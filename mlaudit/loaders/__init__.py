@@ -1,0 +1,36 @@
+"""One loader per model format, imported only when that format is loaded.
+
+Loaders run only behind the load gate (:mod:`mlaudit.gate`). Each still defends itself: the
+pickle loader refuses globals outside the allowlist even when the scanner passed the file, so a
+scanner bug alone cannot execute a payload.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from mlaudit.model import LoadedModel
+from mlaudit.sniff import ModelFormat
+from mlaudit.subject import ModelArtifact
+
+
+class Loader(Protocol):
+    def __call__(
+        self, artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]
+    ) -> LoadedModel: ...
+
+
+_LOADER_MODULES = {
+    ModelFormat.PICKLE: "mlaudit.loaders.pickle",
+    ModelFormat.JOBLIB: "mlaudit.loaders.pickle",
+    ModelFormat.SKOPS: "mlaudit.loaders.skops",
+    ModelFormat.ONNX: "mlaudit.loaders.onnx",
+    ModelFormat.ENTRY_POINT: "mlaudit.loaders.entrypoint",
+}
+
+
+def loader_for(model_format: ModelFormat) -> Loader:
+    module = importlib.import_module(_LOADER_MODULES[model_format])
+    loader: Loader = module.load
+    return loader

@@ -1,0 +1,27 @@
+"""Renderers: one per output format, each turning the report document into file bytes.
+
+The JSON document is the source of truth; every other format is rendered from it alone, so an
+archived report can be re-rendered later without the model or the data.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class Renderer(Protocol):
+    filename: str
+
+    def render(self, report: Mapping[str, Any]) -> bytes: ...
+
+
+_RENDERERS = {"json": "mlaudit.reports.json:JsonRenderer"}
+FORMATS = tuple(_RENDERERS)
+
+
+def renderer_for(output_format: str) -> Renderer:
+    module_name, _, class_name = _RENDERERS[output_format].partition(":")
+    renderer: Renderer = getattr(importlib.import_module(module_name), class_name)()
+    return renderer

@@ -1,0 +1,294 @@
+"""The ``mlaudit`` command line.
+
+Exit codes: 0 the gate passed, 1 the gate failed, 2 usage, config or input error (one line on
+stderr, no traceback, no report written). Every error path, Click's own included, ends in 2.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from mlaudit import __version__
+from mlaudit.atomic import write_files_atomically
+from mlaudit.config import PROFILES, Settings, resolve
+from mlaudit.docs import rule_markdown
+from mlaudit.engine import AuditRun, EngineSettings, run_audit
+from mlaudit.errors import UsageError
+from mlaudit.gate import LoadStatus
+from mlaudit.registry import extra_installed, registered_rules, select_rules
+from mlaudit.report import RunInfo, build_report
+from mlaudit.reports import FORMATS, renderer_for
+from mlaudit.rules.base import Rule, Stage
+from mlaudit.scoring import FAIL_ON_CHOICES, GatePolicy, decide_gate, score_results
+from mlaudit.subject import build_subject
+
+EXIT_PASSED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+_PATH = click.Path(path_type=Path, dir_okay=True)
+
+
+@dataclass
+class _Output:
+    """Where human output goes: stderr, plain when not a terminal, silent with --quiet."""
+
+    console: Console
+    quiet: bool
+    verbose: bool
+
+    def progress(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            self.console.print(f"[dim]·[/dim] {message}", markup=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlaudit")
+def cli() -> None:
+    """Audit a trained machine-learning model before release."""
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", type=_PATH, help="A data sample to query the model with.")
+@click.option("--train", type=_PATH, help="Training data (members); also serves as the sample.")
+@click.option("--holdout", type=_PATH, help="Held-out data (non-members); also the sample.")
+@click.option("--target", help="Name of the label column.")
+@click.option("--source", type=_PATH, help="Source tree of the training and serving code.")
+@click.option("--requirements", type=_PATH, multiple=True, help="Requirements file (repeatable).")
+@click.option("--select", multiple=True, help="Run only these rule ids or prefixes (repeatable).")
+@click.option("--ignore", multiple=True, help="Skip these rule ids or prefixes (repeatable).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), help="Lowest failing severity.")
+@click.option("--min-score", type=float, help="Fail when the overall score is below this.")
+@click.option("--allow-incomplete", is_flag=True, default=None, help="Pass despite rule errors.")
+@click.option("--exit-zero", is_flag=True, default=None, help="Report, but exit 0 unless exit 2.")
+@click.option("--seed", type=int, help="Seed for every random choice (default 0).")
+@click.option("--profile", type=click.Choice(PROFILES), help="Budget profile.")
+@click.option("--trust-model", is_flag=True, default=None, help="Load the model even if blocked.")
+@click.option("--config", "config_path", type=_PATH, help="Configuration file (TOML).")
+@click.option("-q", "--quiet", is_flag=True, help="No human output except errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Show each step.")
+@click.option("-o", "--output-dir", type=_PATH, help="Report directory (default mlaudit-report).")
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, help="Output.")
+def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **given: Any) -> int:
+    """Scan MODEL (a file, or module:callable) and write the report."""
+    started = datetime.now(UTC)
+    cli_values = _given_options(given)
+    settings = resolve(cli_values, config_path)
+    out = _Output(_console(stderr=True), quiet, verbose)
+    rules = _load_rules(settings)
+    subject = build_subject(
+        model,
+        data=given["data"],
+        train=given["train"],
+        holdout=given["holdout"],
+        target=settings.target,
+        source=given["source"],
+        requirements=given["requirements"],
+        extra_allowed=frozenset(settings.allow_globals),
+    )
+    if settings.trust_model and not quiet:
+        out.console.print(
+            "[bold yellow]warning:[/] --trust-model: the model is loaded even if the scan "
+            "finds code in it"
+        )
+    engine_settings = EngineSettings(
+        seed=settings.seed,
+        profile=settings.profile,
+        trust_model=settings.trust_model,
+        extra_allowed=frozenset(settings.allow_globals),
+        rule_options=settings.rules,
+    )
+    audit = run_audit(subject, rules, engine_settings, out.progress)
+    scorecard = score_results(audit.results)
+    gate = decide_gate(
+        audit.results,
+        scorecard.score,
+        GatePolicy(settings.fail_on, settings.min_score, settings.allow_incomplete),
+        _blocked_reason(audit, rules),
+    )
+    command = "mlaudit " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "mlaudit scan"
+    report = build_report(
+        run=RunInfo.new(started, command),
+        settings=settings,
+        subject=subject,
+        audit=audit,
+        scorecard=scorecard,
+        gate=gate,
+        results=audit.results,
+    )
+    renderers = [renderer_for(f) for f in dict.fromkeys(settings.format)]
+    rendered = {r.filename: r.render(report) for r in renderers}
+    try:
+        written = write_files_atomically(Path(settings.output_dir), rendered)
+    except OSError as error:
+        raise UsageError(f"cannot write the report to {settings.output_dir}: {error}") from None
+    if not quiet:
+        _print_summary(out.console, report, written)
+    if gate.passed or settings.exit_zero:
+        return EXIT_PASSED
+    return EXIT_GATE_FAILED
+
+
+def _given_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Options actually given on the command line (unset ones fall through to env and file)."""
+    names = {
+        "select": "select", "ignore": "ignore", "fail_on": "fail_on", "min_score": "min_score",
+        "allow_incomplete": "allow_incomplete", "exit_zero": "exit_zero", "seed": "seed",
+        "profile": "profile", "trust_model": "trust_model", "output_dir": "output_dir",
+        "formats": "format", "target": "target",
+    }
+    values = {}
+    for option, key in names.items():
+        value = given.get(option)
+        if value is None or value == ():
+            continue
+        values[key] = str(value) if isinstance(value, Path) else value
+    return values
+
+
+def _load_rules(settings: Settings) -> list[type[Rule]]:
+    available = registered_rules()
+    known = {r.id for r in available}
+    for rule_id in settings.rules:
+        if rule_id not in known:
+            raise UsageError(f"configuration names unknown rule {rule_id} under rules")
+    selected = select_rules(available, settings.select, settings.ignore)
+    if not selected:
+        raise UsageError("no rules selected: --select and --ignore exclude every rule")
+    rules = [r.load() for r in selected]
+    for rule in rules:
+        allowed = {o.name for o in rule.meta.options} | {"budget_s"}
+        for option in settings.rules.get(rule.meta.id, {}):
+            if option not in allowed:
+                raise UsageError(
+                    f"unknown option {option!r} for rule {rule.meta.id} "
+                    f"(known: {', '.join(sorted(allowed))})"
+                )
+    return rules
+
+
+def _blocked_reason(audit: AuditRun, rules: Sequence[type[Rule]]) -> str | None:
+    wants_model = any(r.meta.stage is Stage.BEHAVIOURAL for r in rules)
+    if wants_model and audit.load is not None and audit.load.status is LoadStatus.BLOCKED:
+        return "blocked by " + audit.load.summary()
+    return None
+
+
+_STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "dim", "error": "magenta"}
+
+
+def _print_summary(console: Console, report: dict[str, Any], written: Sequence[Path]) -> None:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("rule", "name", "status", "findings", "score"):
+        table.add_column(column)
+    for result in report["results"]:
+        status = result["status"]
+        score = "" if result["score"] is None else f"{result['score']:g}"
+        table.add_row(
+            result["rule_id"],
+            result["name"],
+            f"[{_STATUS_STYLE[status]}]{status}[/]",
+            str(len(result["findings"])),
+            score,
+        )
+    console.print(table)
+    load = report["subject"]["model"]["load"]
+    if load["status"] == "trusted":
+        console.print("[bold yellow]model loaded with --trust-model (the load gate was bypassed)")
+    elif load["status"] == "blocked":
+        console.print("[bold red]model not loaded:[/] the load gate blocked it")
+    counts: dict[str, int] = {}
+    for result in report["results"]:
+        for finding in result["findings"]:
+            counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
+    breakdown = ", ".join(f"{counts[s]} {s}" for s in reversed(FAIL_ON_CHOICES[:-1]) if s in counts)
+    gate = report["gate"]
+    verdict = "[bold green]PASSED[/]" if gate["passed"] else "[bold red]FAILED[/]"
+    console.print(
+        f"score {report['score']:g} grade {report['grade']} · gate {verdict} · "
+        f"{breakdown or 'no findings'}"
+    )
+    for reason in gate["reasons"][:10]:
+        console.print(f"  - {reason}", markup=False)
+    if len(gate["reasons"]) > 10:
+        console.print(f"  … and {len(gate['reasons']) - 10} more reasons (see report.json)")
+    console.print("report: " + ", ".join(str(p) for p in written), markup=False)
+
+
+@cli.command("rules")
+def list_rules() -> None:
+    """List every rule: id, family, severity, what it needs, whether its extra is installed."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("id", "name", "family", "severity", "requires", "extra"):
+        table.add_column(column)
+    for registered in registered_rules():
+        rule = registered.load()
+        meta = rule.meta
+        extra = "-" if meta.extra is None else (
+            f"{meta.extra} (installed)" if extra_installed(rule) else f"{meta.extra} (missing)"
+        )
+        requires = ", ".join(sorted(r.value for r in meta.requires))
+        table.add_row(meta.id, meta.name, meta.family.value, meta.severity.value, requires, extra)
+    _console(stderr=False).print(table)
+
+
+@cli.command()
+@click.argument("rule_id")
+def explain(rule_id: str) -> None:
+    """Print the documentation of RULE_ID."""
+    wanted = rule_id.upper()
+    for registered in registered_rules():
+        if registered.id == wanted:
+            text = rule_markdown(registered.load())
+            if sys.stdout.isatty():
+                _console(stderr=False).print(Markdown(text))
+            else:
+                click.echo(text, nl=False)
+            return
+    raise UsageError(f"unknown rule {rule_id!r}; `mlaudit rules` lists them")
+
+
+def _console(*, stderr: bool) -> Console:
+    """Rich console; when not a terminal (CI logs, pipes): no colour and no hard wrapping."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+
+
+def _error_line(message: str) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "error"
+    click.echo(f"mlaudit: error: {first}", err=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: maps every outcome to the documented exit codes."""
+    try:
+        code = cli.main(args=argv, prog_name="mlaudit", standalone_mode=False)
+    except click.exceptions.Abort:
+        _error_line("interrupted")
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.ClickException as error:
+        _error_line(error.format_message())
+        sys.exit(EXIT_USAGE)
+    except UsageError as error:
+        _error_line(str(error))
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        _error_line("interrupted")
+        sys.exit(EXIT_USAGE)
+    except Exception as error:  # a bug in mlaudit: still one line and exit 2, never a traceback
+        if os.environ.get("MLAUDIT_TRACEBACK"):
+            traceback.print_exc()
+        _error_line(f"internal error: {type(error).__name__}: {error}")
+        sys.exit(EXIT_USAGE)
+    sys.exit(code if isinstance(code, int) else EXIT_PASSED)

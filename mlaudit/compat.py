@@ -1,0 +1,168 @@
+"""Can this data be fed to this model, and what about it will skew every behavioural result?
+
+Problems that make prediction impossible are fatal (exit 2 before any report); the others
+become MLA702 findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mlaudit.data import Dataset
+from mlaudit.errors import InputError
+from mlaudit.findings import JsonValue, Severity
+from mlaudit.model import LoadedModel, json_safe_classes
+
+_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class CompatibilityIssue:
+    key: str
+    severity: Severity
+    title: str
+    message: str
+    column: str | None = None
+    evidence: dict[str, JsonValue] = field(default_factory=dict)
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def require_usable(dataset: Dataset, model: LoadedModel) -> None:
+    """Raise :class:`InputError` when the model cannot be queried with ``dataset`` at all."""
+    features = dataset.features
+    if model.feature_names is not None:
+        missing = [name for name in model.feature_names if name not in features.columns]
+        if missing:
+            raise InputError(
+                f"{dataset.role} file {dataset.path} lacks {len(missing)} column(s) the model "
+                f"needs: {_listed(missing)}"
+            )
+    elif model.n_features is not None and features.shape[1] != model.n_features:
+        raise InputError(
+            f"the model takes {model.n_features} features but {dataset.role} file "
+            f"{dataset.path} has {features.shape[1]} (excluding the target); prediction is "
+            "impossible"
+        )
+    probe = features.head(min(len(features), 8))
+    try:
+        model.predict(probe)
+    except Exception as error:  # the model's own code may raise anything
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise InputError(
+            f"the model cannot predict on {dataset.role} file {dataset.path}: "
+            f"{type(error).__name__}: {first_line}"
+        ) from None
+
+
+def inspect(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
+    """Non-fatal mismatches between ``dataset`` and ``model``, in a stable order."""
+    issues: list[CompatibilityIssue] = []
+    features = dataset.features
+    used = model.select_features(features)
+    if model.feature_names is not None:
+        unused = [c for c in features.columns if c not in model.feature_names]
+        if unused:
+            issues.append(
+                CompatibilityIssue(
+                    key="unused-columns",
+                    severity=Severity.INFO,
+                    title="Columns the model does not use",
+                    message=f"{len(unused)} column(s) in {dataset.path} are not model inputs "
+                    f"and were ignored: {_listed(unused)}",
+                    evidence={"columns": list(unused)},
+                )
+            )
+        in_data = [c for c in features.columns if c in model.feature_names]
+        if in_data != list(model.feature_names):
+            issues.append(
+                CompatibilityIssue(
+                    key="column-order",
+                    severity=Severity.INFO,
+                    title="Columns in a different order than the model's",
+                    message="columns were reordered to the model's order before querying it",
+                )
+            )
+    issues.extend(_missing_values(used))
+    issues.extend(_mixed_types(used))
+    issues.extend(_unknown_labels(dataset, model))
+    return issues
+
+
+def _missing_values(frame: pd.DataFrame) -> list[CompatibilityIssue]:
+    issues = []
+    for column in frame.columns:
+        missing = int(frame[column].isna().sum())
+        if missing:
+            share = missing / len(frame)
+            issues.append(
+                CompatibilityIssue(
+                    key=f"missing:{column}",
+                    severity=Severity.MEDIUM if share >= 0.05 else Severity.LOW,
+                    title="Missing values in a model input",
+                    message=f"column {column!r} is missing in {missing} of {len(frame)} rows "
+                    f"({share:.1%}); results on those rows depend on how the model treats NaN",
+                    column=str(column),
+                    evidence={"missing_rows": missing, "share": round(share, 4)},
+                )
+            )
+    return issues
+
+
+def _mixed_types(frame: pd.DataFrame) -> list[CompatibilityIssue]:
+    """Columns that are mostly numbers with some text: usually a parsing or export error."""
+    issues = []
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        present = series.dropna()
+        numeric = pd.to_numeric(present, errors="coerce")
+        parsed = int(numeric.notna().sum())
+        if present.empty or parsed == 0 or parsed == len(present):
+            continue
+        bad = int(len(present) - parsed)
+        issues.append(
+            CompatibilityIssue(
+                key=f"non-numeric:{column}",
+                severity=Severity.MEDIUM,
+                title="Non-numeric values in a numeric model input",
+                message=f"column {column!r} is numeric in {parsed} rows but not in {bad}",
+                column=str(column),
+                evidence={"non_numeric_rows": bad},
+            )
+        )
+    return issues
+
+
+def _unknown_labels(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
+    labels = dataset.labels
+    if labels is None or model.classes is None:
+        return []
+    known = {str(c) for c in model.classes}
+    values = labels.dropna().unique()
+    unknown = sorted({str(v) for v in values} - known)
+    if not unknown:
+        return []
+    affected = int(labels.astype(str).isin(unknown).sum())
+    return [
+        CompatibilityIssue(
+            key="unknown-labels",
+            severity=Severity.HIGH,
+            title="Target labels the model cannot predict",
+            message=f"{affected} of {len(labels)} rows of {dataset.target!r} hold labels that "
+            f"are not among the model's classes ({_listed(unknown)}); every accuracy-based "
+            "result on this data is wrong",
+            column=dataset.target,
+            evidence={
+                "unknown_labels": list(unknown[:_SHOWN]),
+                "model_classes": json_safe_classes(model.classes),  # type: ignore[dict-item]
+                "rows": affected,
+            },
+        )
+    ]

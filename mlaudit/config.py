@@ -1,0 +1,160 @@
+"""Configuration: CLI > ``MLAUDIT_*`` environment > config file > defaults.
+
+Files: ``--config FILE``, else ``mlaudit.toml``, else ``[tool.mlaudit]`` in ``pyproject.toml``
+(both in the working directory). Unknown keys anywhere are an error: a misspelt threshold that
+is silently ignored is a gate that silently does not gate.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mlaudit.errors import ConfigError
+from mlaudit.findings import JsonValue
+from mlaudit.scoring import FAIL_ON_CHOICES
+
+PROFILES = ("quick", "standard", "thorough")
+
+ENV_PREFIX = "MLAUDIT_"
+# Variables with the prefix that are not settings (read by the commands that need them).
+ENV_NOT_SETTINGS = frozenset({"MLAUDIT_KEY_PASSPHRASE", "MLAUDIT_TRACEBACK"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    fail_on: str = "high"
+    min_score: float | None = None
+    allow_incomplete: bool = False
+    exit_zero: bool = False
+    seed: int = 0
+    profile: str = "standard"
+    trust_model: bool = False
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    output_dir: str = "mlaudit-report"
+    format: tuple[str, ...] = ("json",)
+    target: str | None = None
+    allow_globals: tuple[str, ...] = ()
+    rules: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
+    config_file: str | None = None
+
+
+_KEYS = {f.name for f in fields(Settings)} - {"config_file"}
+_TUPLE_KEYS = {"select", "ignore", "format", "allow_globals"}
+_BOOL_KEYS = {"allow_incomplete", "exit_zero", "trust_model"}
+
+
+def _file_key(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    """Check one value's type and allowed range; ``origin`` names where it came from."""
+    if key in _TUPLE_KEYS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{origin}: {key} must be a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
+    if key in _BOOL_KEYS:
+        if isinstance(value, str):
+            lowered = value.lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ConfigError(f"{origin}: {key} must be true or false, not {value!r}")
+            return lowered in {"1", "true", "yes"}
+        if not isinstance(value, bool):
+            raise ConfigError(f"{origin}: {key} must be true or false")
+        return value
+    if key == "seed":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: seed must be an integer, not {value!r}") from None
+    if key == "min_score":
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: min_score must be a number, not {value!r}") from None
+        if not 0 <= score <= 100:
+            raise ConfigError(f"{origin}: min_score must be between 0 and 100")
+        return score
+    choices = {"fail_on": FAIL_ON_CHOICES, "profile": PROFILES}.get(key)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{origin}: {key} must be one of {', '.join(choices)}, not {value!r}")
+    if key == "rules":
+        return _coerce_rules(value, origin)
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {key} must be a string")
+    return value
+
+
+def _coerce_rules(value: Any, origin: str) -> dict[str, dict[str, JsonValue]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(f"{origin}: rules must be a table of per-rule tables")
+    return {str(rule_id).upper(): dict(options) for rule_id, options in value.items()}
+
+
+def _from_mapping(table: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    values = {}
+    for raw_key, value in table.items():
+        key = _file_key(raw_key)
+        if key not in _KEYS:
+            raise ConfigError(f"{origin}: unknown key {raw_key!r}")
+        values[key] = _coerce(key, value, origin)
+    return values
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def load_file(explicit: Path | None, cwd: Path) -> tuple[dict[str, Any], str | None]:
+    if explicit is not None:
+        document = _read_toml(explicit)
+        table = document.get("tool", {}).get("mlaudit") if explicit.name == "pyproject.toml" else (
+            document
+        )
+        return _from_mapping(table or {}, str(explicit)), str(explicit)
+    dedicated = cwd / "mlaudit.toml"
+    if dedicated.is_file():
+        return _from_mapping(_read_toml(dedicated), str(dedicated)), str(dedicated)
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        table = _read_toml(pyproject).get("tool", {}).get("mlaudit")
+        if isinstance(table, dict):
+            return _from_mapping(table, f"{pyproject} [tool.mlaudit]"), str(pyproject)
+    return {}, None
+
+
+def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in _KEYS or key == "rules":
+            raise ConfigError(f"unknown environment variable {name}")
+        values[key] = _coerce(key, value, f"environment variable {name}")
+    return values
+
+
+def resolve(
+    cli: Mapping[str, Any], config_path: Path | None, cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the layers; ``cli`` holds only the options given on the command line."""
+    from_file, file_name = load_file(config_path, cwd or Path.cwd())
+    from_env = load_environment(os.environ if environ is None else environ)
+    from_cli = {k: _coerce(k, v, f"option --{k.replace('_', '-')}") for k, v in cli.items()}
+    merged = {**from_file, **from_env, **from_cli}
+    return replace(Settings(), **merged, config_file=file_name)

@@ -1,0 +1,127 @@
+"""Tabular data inputs: CSV, Parquet and NPZ, sniffed by content and read without pickle."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlaudit.errors import InputError
+from mlaudit.hashing import sha256_file
+
+PARQUET_MAGIC = b"PAR1"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One data file in the role it plays: ``data`` (a sample), ``train`` or ``holdout``."""
+
+    role: str
+    path: Path
+    sha256: str
+    frame: pd.DataFrame
+    target: str | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(column) for column in self.frame.columns]
+
+    @property
+    def features(self) -> pd.DataFrame:
+        if self.target is None:
+            return self.frame
+        return self.frame.drop(columns=[self.target])
+
+    @property
+    def labels(self) -> pd.Series | None:
+        return None if self.target is None else self.frame[self.target]
+
+
+def read_dataset(path: Path, role: str, target: str | None) -> Dataset:
+    """Read and check one data file; every failure is an :class:`InputError` naming the file."""
+    if not path.exists():
+        raise InputError(f"{role} file {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{role} path {path} is a directory, not a data file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{role} file {path} is empty")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head == PARQUET_MAGIC:
+        frame = _read_parquet(path)
+        resolved_target = target
+    elif head == ZIP_MAGIC:
+        frame, resolved_target = _read_npz(path, target)
+    else:
+        frame = _read_csv(path)
+        resolved_target = target
+    if frame.shape[1] == 0:
+        raise InputError(f"{role} file {path} has no columns")
+    if len(frame) == 0:
+        raise InputError(f"{role} file {path} has a header but no rows")
+    frame.columns = [str(column) for column in frame.columns]
+    if resolved_target is not None and resolved_target not in frame.columns:
+        shown = ", ".join(list(frame.columns)[:12])
+        raise InputError(
+            f"target column {resolved_target!r} is not in {role} file {path} (columns: {shown})"
+        )
+    return Dataset(role, path, sha256_file(path), frame, resolved_target)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, low_memory=False)
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is neither CSV text, Parquet nor NPZ") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise InputError(f"{path} is not valid CSV: {first_line}") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise InputError(
+            f"{path} is Parquet; reading it needs pyarrow: pip install 'mlaudit[parquet]'"
+        ) from None
+    try:
+        return parquet.read_table(path).to_pandas()
+    except Exception as error:  # pyarrow raises several unrelated types for corrupt files
+        raise InputError(f"{path} is not valid Parquet: {error}") from None
+
+
+def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str | None]:
+    """NPZ with a 2-D array ``X`` and an optional 1-D ``y``; object arrays are refused."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive.files:
+                raise InputError(f"NPZ file {path} has no array named 'X' (found: {archive.files})")
+            features = archive["X"]
+            labels = archive["y"] if "y" in archive.files else None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise InputError(f"{path} is not a valid NPZ archive: {error}") from None
+    except ValueError as error:
+        raise InputError(f"{path}: {error} (object arrays are never unpickled)") from None
+    if features.ndim != 2:
+        raise InputError(f"NPZ array X in {path} must be 2-D, not {features.ndim}-D")
+    frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])])
+    if labels is None:
+        if target is not None:
+            raise InputError(f"--target {target} given but NPZ file {path} has no array 'y'")
+        return frame, None
+    if labels.shape != (features.shape[0],):
+        raise InputError(
+            f"NPZ array y in {path} has shape {labels.shape}; expected ({features.shape[0]},)"
+        )
+    name = target or "y"
+    frame[name] = labels
+    return frame, name

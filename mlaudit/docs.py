@@ -1,0 +1,95 @@
+"""Rule pages generated from rule docstrings: ``python -m mlaudit.docs [--check] DIR``.
+
+The docstring is the single source; CI runs ``--check`` so the pages in ``rules/`` can never
+drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import sys
+from pathlib import Path
+
+from mlaudit.registry import registered_rules
+from mlaudit.rules.base import Rule
+
+SECTIONS = ("What it checks", "Why it matters", "How to fix", "Options")
+_SECTION = re.compile(r"^\*\*(" + "|".join(SECTIONS) + r")\*\*:\s*", re.MULTILINE)
+
+
+def _heading(match: re.Match[str]) -> str:
+    return f"## {match.group(1)}\n\n"
+
+
+def rule_markdown(rule: type[Rule]) -> str:
+    meta = rule.meta
+    doc = inspect.getdoc(rule) or ""
+    summary, _, body = doc.partition("\n\n")
+    body = _SECTION.sub(_heading, body.strip())
+    requires = ", ".join(sorted(r.value for r in meta.requires))
+    formats = ", ".join(sorted(f.value for f in meta.formats)) if meta.formats else "any"
+    lines = [
+        f"# {meta.id}: {meta.name}",
+        "",
+        summary.strip(),
+        "",
+        "| id | family | default severity | requires | model formats | extra |",
+        "|---|---|---|---|---|---|",
+        f"| {meta.id} | {meta.family.value} | {meta.severity.value} | {requires} | {formats} "
+        f"| {meta.extra or '-'} |",
+        "",
+        body,
+    ]
+    if meta.options:
+        lines += ["", "| option | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{o.name}` | `{o.default!r}` | {o.help} |" for o in meta.options]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_pages() -> dict[str, str]:
+    pages = {}
+    index = ["# mlaudit rules", "", "| id | name | family | severity |", "|---|---|---|---|"]
+    for registered in registered_rules():
+        rule = registered.load()
+        pages[f"{rule.meta.id}.md"] = rule_markdown(rule)
+        index.append(
+            f"| [{rule.meta.id}]({rule.meta.id}.md) | {rule.meta.name} | "
+            f"{rule.meta.family.value} | {rule.meta.severity.value} |"
+        )
+    pages["README.md"] = "\n".join(index) + "\n"
+    return pages
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlaudit.docs", description=__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--check", action="store_true", help="fail if the pages are out of date")
+    args = parser.parse_args(argv)
+    pages = render_pages()
+    directory: Path = args.directory
+    if args.check:
+        stale = sorted(
+            name for name, text in pages.items()
+            if not (directory / name).is_file() or (directory / name).read_text("utf-8") != text
+        )
+        extra = sorted(p.name for p in directory.glob("*.md") if p.name not in pages)
+        if stale or extra:
+            print(
+                f"rule pages out of date: {', '.join(stale + extra)}; "
+                f"run python -m mlaudit.docs {directory}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{len(pages)} rule pages in sync")
+        return 0
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in pages.items():
+        (directory / name).write_text(text, "utf-8")
+    print(f"wrote {len(pages)} pages to {directory}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Errors that end a run with exit code 2: the audit could not be set up, so nothing is reported."""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """Bad input, configuration or options. The message is one line a user can act on."""
+
+
+class InputError(UsageError):
+    """A model or data file that cannot be read, or data the model cannot be queried with."""
+
+
+class ConfigError(UsageError):
+    """A configuration file or environment variable that is malformed or names unknown keys."""

@@ -1,0 +1,68 @@
+"""The load gate: the one place that decides whether a model file may be loaded.
+
+Default-deny. A file is loaded only if the static inventory shows nothing outside the
+allowlist, the scanner could vouch for every byte it walked, and no artifact rule reported
+anything high or worse. ``--trust-model`` overrides, and the report says so.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mlaudit.findings import RuleResult, Severity
+from mlaudit.scanners.pickle_policy import Verdict
+from mlaudit.subject import ModelArtifact
+
+
+class LoadStatus(enum.Enum):
+    ALLOWED = "allowed"
+    BLOCKED = "blocked"
+    TRUSTED = "trusted"
+
+
+@dataclass(frozen=True)
+class LoadDecision:
+    status: LoadStatus
+    reasons: tuple[str, ...]
+
+    @property
+    def may_load(self) -> bool:
+        return self.status is not LoadStatus.BLOCKED
+
+    def summary(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def _offset_text(offsets: Sequence[int]) -> str:
+    return f" at offset {offsets[0]}" if offsets and offsets[0] >= 0 else ""
+
+
+def decide(
+    artifact: ModelArtifact, artifact_results: Sequence[RuleResult], *, trust_model: bool
+) -> LoadDecision:
+    reasons: list[str] = []
+    for name in artifact.inventory.names:
+        verdict = name.classification.verdict
+        if verdict is Verdict.DANGEROUS:
+            reasons.append(
+                f"MLA101 {name.qualified_name}{_offset_text(name.offsets)} "
+                f"({name.classification.reason})"
+            )
+        elif verdict is Verdict.UNLISTED:
+            reasons.append(f"MLA102 {name.qualified_name}{_offset_text(name.offsets)} (unlisted)")
+    for problem in artifact.inventory.problems:
+        reasons.append(f"MLA101 {problem.kind} at offset {problem.offset}")
+    for result in artifact_results:
+        for finding in result.findings:
+            if finding.severity >= Severity.HIGH and finding.rule_id not in {"MLA101", "MLA102"}:
+                reasons.append(f"{finding.rule_id} {finding.title}")
+    if trust_model:
+        return LoadDecision(
+            LoadStatus.TRUSTED,
+            ("--trust-model: loaded without the gate's protection", *reasons),
+        )
+    if reasons:
+        return LoadDecision(LoadStatus.BLOCKED, tuple(reasons))
+    return LoadDecision(LoadStatus.ALLOWED, ("no import outside the allowlist",))

@@ -1,0 +1,43 @@
+"""A model given as ``module:callable``: Python code the user vouches for by naming it.
+
+The named object is either a model with ``predict`` (and optionally ``predict_proba`` and
+``classes_``), or a function mapping a batch of rows to predictions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlaudit.errors import InputError
+from mlaudit.loaders.sklearn import wrap_estimator
+from mlaudit.model import LoadedModel, Task
+from mlaudit.subject import ModelArtifact
+
+
+def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+    module_name, _, attribute_path = artifact.reference.partition(":")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as error:  # the user's module may raise anything while importing
+        raise InputError(f"entry point {artifact.reference}: cannot import {module_name}: {error}")
+    for part in attribute_path.split("."):
+        if not hasattr(target, part):
+            raise InputError(f"entry point {artifact.reference}: {module_name} has no {part}")
+        target = getattr(target, part)
+    if callable(getattr(target, "predict", None)):
+        return wrap_estimator(target, "python", artifact.reference)
+    if not callable(target):
+        raise InputError(f"entry point {artifact.reference} is neither a model nor a function")
+    function = target
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(function(frame))
+
+    return LoadedModel("python", Task.UNKNOWN, target, predict)

@@ -1,0 +1,101 @@
+"""ONNX models through ONNX Runtime: a format that carries no Python code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlaudit.errors import InputError
+from mlaudit.model import LoadedModel, Predictor, Task
+from mlaudit.subject import ModelArtifact
+
+_ONNX_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+_CLASS_LABEL_ATTRIBUTES = ("classlabels_ints", "classlabels_strings", "classlabels_int64s")
+
+
+def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError(
+            f"{artifact.reference} is ONNX; running it needs onnxruntime: "
+            "pip install 'mlaudit[onnx]'"
+        ) from None
+    assert artifact.path is not None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(
+            str(artifact.path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"{artifact.reference} could not be loaded by ONNX Runtime: {first_line}")
+    inputs = session.get_inputs()
+    outputs = session.get_outputs()
+    per_column = len(inputs) > 1
+    feature_names = tuple(i.name for i in inputs) if per_column else None
+    width = inputs[0].shape[1] if len(inputs[0].shape) == 2 else None
+    n_features = len(inputs) if per_column else width if isinstance(width, int) else None
+    feeder = _feeder(inputs, per_column)
+    classes = _class_labels(artifact)
+    has_probabilities = len(outputs) > 1
+    task = Task.CLASSIFICATION if classes is not None or has_probabilities else Task.REGRESSION
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(session.run([outputs[0].name], feeder(frame))[0]).ravel()
+
+    def predict_proba(frame: pd.DataFrame) -> np.ndarray:
+        result = session.run([outputs[1].name], feeder(frame))[0]
+        if isinstance(result, list):  # a ZipMap output: one {label: probability} per row
+            labels = list(result[0].keys()) if result else []
+            return np.asarray([[row[label] for label in labels] for row in result])
+        return np.asarray(result)
+
+    return LoadedModel(
+        framework="onnxruntime",
+        task=task,
+        estimator=session,
+        predictor=predict,
+        probability_predictor=predict_proba if has_probabilities else None,
+        classes=classes,
+        n_features=n_features,
+        feature_names=feature_names,
+    )
+
+
+def _feeder(inputs: list[Any], per_column: bool) -> Predictor:
+    def feed(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if per_column:
+            return {
+                spec.name: frame[spec.name].to_numpy(_ONNX_DTYPES.get(spec.type, np.float32))
+                .reshape(-1, 1)
+                for spec in inputs
+            }
+        spec = inputs[0]
+        return {spec.name: frame.to_numpy(_ONNX_DTYPES.get(spec.type, np.float32))}
+
+    return feed  # type: ignore[return-value]
+
+
+def _class_labels(artifact: ModelArtifact) -> tuple[object, ...] | None:
+    """Class labels from the classifier node's attributes, read with the onnx package if present."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    assert artifact.path is not None
+    model = onnx.load(str(artifact.path), load_external_data=False)
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.name in _CLASS_LABEL_ATTRIBUTES:
+                values = onnx.helper.get_attribute_value(attribute)
+                return tuple(v.decode() if isinstance(v, bytes) else int(v) for v in values)
+    return None

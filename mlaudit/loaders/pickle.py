@@ -1,0 +1,45 @@
+"""pickle and joblib files, unpickled with an allowlist enforced on every import."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from mlaudit.errors import InputError
+from mlaudit.loaders.sklearn import wrap_estimator
+from mlaudit.model import LoadedModel
+from mlaudit.scanners.pickle_policy import Verdict, classify
+from mlaudit.subject import ModelArtifact
+
+
+class RefusedImport(pickle.UnpicklingError):
+    pass
+
+
+def _guarded_find_class(allowed: frozenset[str], trusted: bool, original: Any) -> Any:
+    def find_class(module: str, name: str) -> Any:
+        if not trusted and classify(module, name, allowed).verdict is not Verdict.ALLOWED:
+            raise RefusedImport(f"refused to import {module}.{name} while loading")
+        return original(module, name)
+
+    return find_class
+
+
+def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+    from joblib.numpy_pickle import NumpyUnpickler
+
+    assert artifact.path is not None
+    with artifact.path.open("rb") as handle:
+        unpickler = NumpyUnpickler(str(artifact.path), handle, ensure_native_byte_order=True)
+        # Defence in depth behind the load gate: even a file the scanner passed may import
+        # nothing outside the allowlist unless the user vouched for it with --trust-model.
+        unpickler.find_class = _guarded_find_class(  # type: ignore[method-assign]
+            extra_allowed, trusted, unpickler.find_class
+        )
+        try:
+            estimator = unpickler.load()
+        except RefusedImport as error:
+            raise InputError(f"{artifact.reference}: {error}") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
+            raise InputError(f"{artifact.reference} could not be unpickled: {error}") from None
+    return wrap_estimator(estimator, "scikit-learn", artifact.reference)

@@ -1,0 +1,26 @@
+"""skops files, loaded trusting only the types the gate let through."""
+
+from __future__ import annotations
+
+from mlaudit.errors import InputError
+from mlaudit.loaders.sklearn import wrap_estimator
+from mlaudit.model import LoadedModel
+from mlaudit.scanners.pickle_policy import Verdict
+from mlaudit.subject import ModelArtifact
+
+
+def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+    import skops.io
+
+    assert artifact.path is not None
+    inventory = artifact.inventory.reclassified(extra_allowed)
+    trusted_types = [
+        n.qualified_name
+        for n in inventory.names
+        if trusted or n.classification.verdict is Verdict.ALLOWED
+    ]
+    try:
+        estimator = skops.io.load(artifact.path, trusted=trusted_types)
+    except Exception as error:  # skops raises assorted types for corrupt or untrusted files
+        raise InputError(f"{artifact.reference} could not be loaded by skops: {error}") from None
+    return wrap_estimator(estimator, "scikit-learn", artifact.reference)

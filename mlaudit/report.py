@@ -1,0 +1,195 @@
+"""Assemble the report: the JSON document every renderer reads (schema in ``reports/``).
+
+Key order is fixed here and nowhere else, so two runs on the same inputs with the same seed
+produce the same document apart from times, durations and the run id.
+"""
+
+from __future__ import annotations
+
+import platform
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from mlaudit import __version__
+from mlaudit.config import Settings
+from mlaudit.data import Dataset
+from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun
+from mlaudit.findings import Finding, JsonValue, RuleResult
+from mlaudit.model import json_safe_classes
+from mlaudit.scoring import GateDecision, Scorecard
+from mlaudit.subject import Subject
+
+SCHEMA_VERSION = "1.0.0"
+_RECORDED_LIBRARIES = (
+    "numpy", "pandas", "scikit-learn", "joblib", "skops", "onnx", "onnxruntime", "pyarrow",
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    started_at: datetime
+    finished_at: datetime
+    command: str
+
+    @staticmethod
+    def new(started_at: datetime, command: str) -> RunInfo:
+        return RunInfo(str(uuid.uuid4()), started_at, datetime.now(UTC), command)
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def environment() -> dict[str, JsonValue]:
+    libraries: dict[str, JsonValue] = {}
+    for name in _RECORDED_LIBRARIES:
+        try:
+            libraries[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            libraries[name] = None
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "libraries": libraries,
+    }
+
+
+def finding_document(finding: Finding) -> dict[str, JsonValue]:
+    return {
+        "rule_id": finding.rule_id,
+        "title": finding.title,
+        "message": finding.message,
+        "severity": finding.severity.value,
+        "confidence": finding.confidence.value,
+        "location": {
+            "artifact": finding.location.artifact,
+            "line": finding.location.line,
+            "column": finding.location.column,
+            "pointer": finding.location.pointer,
+        },
+        "evidence": dict(finding.evidence),
+        "fingerprint": finding.fingerprint,
+        "cwe": list(finding.cwe),
+        "references": list(finding.references),
+    }
+
+
+def result_document(result: RuleResult) -> dict[str, JsonValue]:
+    return {
+        "rule_id": result.rule_id,
+        "name": result.name,
+        "family": result.family,
+        "status": result.status.value,
+        "score": result.score,
+        "reason": result.reason,
+        "metrics": dict(result.metrics),
+        "findings": [finding_document(f) for f in result.findings],
+        "duration_s": round(result.duration_s, 3),
+        "queries": result.queries,
+    }
+
+
+def _dataset_document(dataset: Dataset) -> dict[str, JsonValue]:
+    return {
+        "role": dataset.role,
+        "path": str(dataset.path),
+        "sha256": dataset.sha256,
+        "rows": dataset.rows,
+        "columns": list(dataset.columns),
+        "target": dataset.target,
+    }
+
+
+def subject_document(subject: Subject, audit: AuditRun) -> dict[str, JsonValue]:
+    model = audit.model
+    load: dict[str, JsonValue] = {
+        "status": audit.load.status.value if audit.load else "not-needed",
+        "reasons": list(audit.load.reasons) if audit.load else [],
+    }
+    classes = None
+    if model is not None and model.classes is not None:
+        classes = json_safe_classes(model.classes)
+    return {
+        "model": {
+            "path": subject.model.reference,
+            "sha256": subject.model.sha256,
+            "size": subject.model.size,
+            "format": subject.model.format.value,
+            "framework": model.framework if model else None,
+            "task": model.task.value if model else None,
+            "classes": classes,  # type: ignore[dict-item]
+            "n_features": model.n_features if model else None,
+            "feature_names": list(model.feature_names) if model and model.feature_names else None,
+            "load": load,
+        },
+        "data": [_dataset_document(d) for d in subject.datasets],
+        "source": str(subject.source) if subject.source else None,
+        "requirements": [str(r) for r in subject.requirements],
+    }
+
+
+def _settings_document(settings: Settings) -> dict[str, JsonValue]:
+    return {
+        "fail_on": settings.fail_on,
+        "min_score": settings.min_score,
+        "allow_incomplete": settings.allow_incomplete,
+        "exit_zero": settings.exit_zero,
+        "trust_model": settings.trust_model,
+        "select": list(settings.select),
+        "ignore": list(settings.ignore),
+        "allow_globals": list(settings.allow_globals),
+        "rules": {k: dict(v) for k, v in sorted(settings.rules.items())},
+        "config_file": settings.config_file,
+    }
+
+
+def build_report(
+    *,
+    run: RunInfo,
+    settings: Settings,
+    subject: Subject,
+    audit: AuditRun,
+    scorecard: Scorecard,
+    gate: GateDecision,
+    results: Sequence[RuleResult],
+) -> dict[str, Any]:
+    budgets: dict[str, JsonValue] = {
+        "rule_time_s": PROFILE_BUDGETS_S[settings.profile],
+        "per_rule_overrides": {
+            rule_id: options["budget_s"]
+            for rule_id, options in sorted(settings.rules.items())
+            if "budget_s" in options
+        },
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "mlaudit", "version": __version__},
+        "run": {
+            "id": run.id,
+            "started_at": _timestamp(run.started_at),
+            "finished_at": _timestamp(run.finished_at),
+            "seed": settings.seed,
+            "profile": settings.profile,
+            "command": run.command,
+            "budgets": budgets,
+            "config": _settings_document(settings),
+            "environment": environment(),
+        },
+        "subject": subject_document(subject, audit),
+        "results": [result_document(r) for r in results],
+        "score": scorecard.score,
+        "grade": scorecard.grade,
+        "scoring": scorecard.explanation,
+        "gate": {
+            "passed": gate.passed,
+            "fail_on": settings.fail_on,
+            "min_score": settings.min_score,
+            "reasons": list(gate.reasons),
+        },
+    }

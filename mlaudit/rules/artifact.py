@@ -1,0 +1,152 @@
+"""MLA1xx: artifact safety, read from the model file's bytes without loading it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mlaudit.findings import Confidence, Finding, Location, Severity
+from mlaudit.inventory import ImportedName
+from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
+from mlaudit.scanners.pickle_policy import Verdict
+from mlaudit.sniff import ModelFormat
+
+_IMPORTING_FORMATS = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SKOPS})
+_MAX_OFFSETS = 20
+
+
+def _location(ctx: RuleContext, imported: ImportedName) -> Location:
+    first = imported.offsets[0] if imported.offsets else -1
+    return Location(
+        artifact=ctx.subject.model.reference,
+        pointer=f"offset {first}" if first >= 0 else f"type {imported.qualified_name}",
+    )
+
+
+def _evidence(imported: ImportedName) -> dict[str, object]:
+    offsets = [o for o in imported.offsets if o >= 0]
+    return {
+        "import": imported.qualified_name,
+        "opcode": imported.opcode,
+        "offsets": offsets[:_MAX_OFFSETS],
+        "occurrences": len(imported.offsets),
+        "reason": imported.classification.reason,
+    }
+
+
+def _record_inventory_metrics(ctx: RuleContext) -> None:
+    inventory = ctx.subject.model.inventory
+    ctx.metrics["imports"] = len(inventory.names)
+    if inventory.pickle_scan is not None:
+        ctx.metrics["pickles"] = inventory.pickle_scan.pickles
+        ctx.metrics["protocol"] = inventory.pickle_scan.protocol
+        ctx.metrics["joblib_arrays"] = inventory.pickle_scan.joblib_arrays
+
+
+class DangerousPickleImports(Rule):
+    """Dangerous imports in a pickle-based model file.
+
+    **What it checks**: walks every opcode of every pickle in the file (protocols 0-5,
+    ``GLOBAL``, ``STACK_GLOBAL`` with names fetched from the memo, ``INST``/``OBJ``/``REDUCE``,
+    consecutive pickles, joblib's embedded arrays and nested object-array pickles) and reports
+    each imported global that can run code, start processes, or reach files, the network or
+    the interpreter's internals: ``os.system``, ``subprocess.Popen``, ``builtins.eval``,
+    ``builtins.getattr``, ``pickle.loads``, ``timeit.timeit``, attribute walks through
+    ``__globals__``, and the like. Imports the scanner cannot resolve without running the file
+    (computed ``STACK_GLOBAL`` operands, copyreg extension codes) and bytes after the last
+    pickle that do not parse are reported too. Nothing is unpickled.
+
+    **Why it matters**: unpickling calls whatever the file names, with arguments of the file's
+    choosing. A model downloaded from a hub or passed between teams can run arbitrary code the
+    moment anyone loads it, including inside the audit tool itself. This rule runs before
+    anything is loaded, and the load gate refuses to load a file it flags.
+
+    **How to fix**: do not load the file. Obtain the model from its original source, retrain
+    it, or export it to a format that carries no code (ONNX, skops, safetensors). If you wrote
+    the file yourself and the import is expected, find out why: a custom class that reduces to
+    ``eval`` is a vulnerability even when it is yours.
+
+    **Options**: none. The list of dangerous modules is part of mlaudit and is reviewed with it.
+    """
+
+    meta = RuleMeta(
+        id="MLA101",
+        name="Dangerous imports in a pickle",
+        family=Family.ARTIFACT,
+        severity=Severity.CRITICAL,
+        requires=frozenset({Requirement.ARTIFACT}),
+        formats=_IMPORTING_FORMATS,
+    )
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        _record_inventory_metrics(ctx)
+        inventory = ctx.subject.model.inventory
+        for imported in inventory.with_verdict(Verdict.DANGEROUS):
+            yield ctx.finding(
+                key=imported.qualified_name,
+                title=f"Imports {imported.qualified_name}",
+                message=f"loading this file imports {imported.qualified_name}: "
+                f"{imported.classification.reason}",
+                location=_location(ctx, imported),
+                evidence=_evidence(imported),  # type: ignore[arg-type]
+                cwe=("CWE-502",),
+            )
+        for problem in inventory.problems:
+            yield ctx.finding(
+                key=f"{problem.kind}",
+                title=f"Unverifiable pickle content ({problem.kind})",
+                message=problem.message,
+                severity=Severity.HIGH,
+                confidence=Confidence.MEDIUM,
+                location=Location(ctx.subject.model.reference, pointer=f"offset {problem.offset}"),
+                evidence={"kind": problem.kind, "offset": problem.offset},
+                cwe=("CWE-502",),
+            )
+
+
+class UnlistedPickleImports(Rule):
+    """Imports outside the allowlist of known-safe globals.
+
+    **What it checks**: every global the model file would import (pickle and joblib opcodes;
+    the types a skops file asks to be trusted) is compared with an allowlist of exact
+    ``module.qualname`` entries: scikit-learn estimators and their helper classes, and the few
+    numpy, scipy, joblib and builtin reconstruction functions such files need. Anything else
+    that is not already reported as dangerous by MLA101 is reported here.
+
+    **Why it matters**: denylists are always incomplete. Functions that execute a code string
+    hide in ordinary packages (``timeit.timeit``, ``cProfile.run``, numpy's test helpers), and
+    scanners that only look for ``os.system`` have been bypassed this way again and again. An
+    import nobody has reviewed may be harmless or may be the payload: the load gate does not
+    load the file until someone decides.
+
+    **How to fix**: if the import is your own code or a library you trust (a custom
+    transformer, an XGBoost booster), add its exact name to ``allow_globals`` in the
+    ``[tool.mlaudit]`` configuration, with a comment saying why; never a whole module. Or pass
+    ``--trust-model`` for a one-off run, which the report records. Better still, save the model
+    with skops or ONNX.
+
+    **Options**: ``allow_globals`` (top-level setting, list of ``module.qualname``) extends the
+    allowlist for this project.
+    """
+
+    meta = RuleMeta(
+        id="MLA102",
+        name="Imports outside the allowlist",
+        family=Family.ARTIFACT,
+        severity=Severity.MEDIUM,
+        requires=frozenset({Requirement.ARTIFACT}),
+        formats=_IMPORTING_FORMATS,
+    )
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        _record_inventory_metrics(ctx)
+        for imported in ctx.subject.model.inventory.with_verdict(Verdict.UNLISTED):
+            yield ctx.finding(
+                key=imported.qualified_name,
+                title=f"Imports {imported.qualified_name}, which is not on the allowlist",
+                message=f"loading this file imports {imported.qualified_name}, which nobody has "
+                "reviewed as safe; the load gate will not load the file",
+                location=_location(ctx, imported),
+                confidence=Confidence.MEDIUM,
+                evidence=_evidence(imported),  # type: ignore[arg-type]
+                cwe=("CWE-502",),
+            )

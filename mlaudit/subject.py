@@ -1,0 +1,97 @@
+"""What is being audited: the model artifact, the data and the source, read but never executed.
+
+Building a :class:`Subject` hashes every file, sniffs the model format and takes the static
+inventory of what the model file would import when loaded. Nothing is loaded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlaudit.data import Dataset, read_dataset
+from mlaudit.errors import InputError
+from mlaudit.hashing import sha256_file
+from mlaudit.inventory import ImportInventory, take_inventory
+from mlaudit.sniff import ModelFormat, is_entry_point, sniff_model_format
+
+SAMPLE_PREFERENCE = ("data", "holdout", "train")
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    reference: str
+    path: Path | None
+    format: ModelFormat
+    sha256: str | None
+    size: int | None
+    inventory: ImportInventory
+
+
+@dataclass(frozen=True)
+class Subject:
+    model: ModelArtifact
+    datasets: tuple[Dataset, ...]
+    target: str | None
+    source: Path | None
+    requirements: tuple[Path, ...]
+
+    def dataset(self, role: str) -> Dataset | None:
+        return next((d for d in self.datasets if d.role == role), None)
+
+    @property
+    def sample(self) -> Dataset | None:
+        """The data behavioural rules query the model with: ``--data``, else holdout, else train."""
+        for role in SAMPLE_PREFERENCE:
+            found = self.dataset(role)
+            if found is not None:
+                return found
+        return None
+
+
+def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> ModelArtifact:
+    if is_entry_point(reference):
+        return ModelArtifact(reference, None, ModelFormat.ENTRY_POINT, None, None, ImportInventory())
+    path = Path(reference)
+    if not path.exists():
+        raise InputError(f"model {reference} does not exist")
+    if path.is_dir():
+        raise InputError(f"model {reference} is a directory; give the model file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"model {reference} is an empty file")
+    model_format = sniff_model_format(path)
+    inventory = take_inventory(path, model_format)
+    if extra_allowed:
+        inventory = inventory.reclassified(extra_allowed)
+    if model_format is ModelFormat.PICKLE and inventory.pickle_scan is not None:
+        if inventory.pickle_scan.is_joblib:
+            model_format = ModelFormat.JOBLIB
+    return ModelArtifact(reference, path, model_format, sha256_file(path), size, inventory)
+
+
+def build_subject(
+    model: str,
+    *,
+    data: Path | None,
+    train: Path | None,
+    holdout: Path | None,
+    target: str | None,
+    source: Path | None,
+    requirements: Sequence[Path],
+    extra_allowed: frozenset[str] = frozenset(),
+) -> Subject:
+    artifact = open_model(model, extra_allowed)
+    datasets = tuple(
+        read_dataset(path, role, target)
+        for role, path in (("data", data), ("train", train), ("holdout", holdout))
+        if path is not None
+    )
+    if source is not None and not source.is_dir():
+        raise InputError(f"source {source} is not a directory")
+    for requirement in requirements:
+        if not requirement.is_file():
+            raise InputError(f"requirements file {requirement} does not exist")
+    resolved_target = next((d.target for d in datasets if d.target is not None), target)
+    return Subject(artifact, datasets, resolved_target, source, tuple(requirements))
