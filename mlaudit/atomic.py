@@ -18,8 +18,10 @@ def write_files_atomically(directory: Path, contents: Mapping[str, bytes]) -> li
     staged: list[tuple[Path, Path]] = []
     try:
         for name, data in contents.items():
-            handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-            staged.append((Path(temporary), directory / name))
+            handle, temporary_name = tempfile.mkstemp(
+                dir=directory, prefix=f".{name}.", suffix=".tmp"
+            )
+            staged.append((Path(temporary_name), directory / name))
             with os.fdopen(handle, "wb") as stream:
                 stream.write(data)
                 stream.flush()

@@ -88,13 +88,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        import pyarrow.parquet as parquet
+        from pyarrow import parquet
     except ImportError:
         raise InputError(
             f"{path} is Parquet; reading it needs pyarrow: pip install 'mlaudit[parquet]'"
         ) from None
     try:
-        return parquet.read_table(path).to_pandas()
+        frame: pd.DataFrame = parquet.read_table(path).to_pandas()
+        return frame
     except Exception as error:  # pyarrow raises several unrelated types for corrupt files
         raise InputError(f"{path} is not valid Parquet: {error}") from None
 

@@ -55,7 +55,10 @@ def run_audit(
     progress: Progress = lambda _: None,
 ) -> AuditRun:
     by_stage = {stage: [r for r in rules if r.meta.stage is stage] for stage in Stage}
-    results = [_run_rule(r, subject, None, None, settings, progress) for r in by_stage[Stage.ARTIFACT]]
+    results = [
+        _run_rule(r, subject, None, None, settings=settings, progress=progress)
+        for r in by_stage[Stage.ARTIFACT]
+    ]
     model: LoadedModel | None = None
     decision: LoadDecision | None = None
     if by_stage[Stage.BEHAVIOURAL]:
@@ -71,7 +74,8 @@ def run_audit(
             progress(f"load gate blocked the model: {decision.summary()}")
     for stage in (Stage.BEHAVIOURAL, Stage.STATIC):
         results.extend(
-            _run_rule(r, subject, model, decision, settings, progress) for r in by_stage[stage]
+            _run_rule(r, subject, model, decision, settings=settings, progress=progress)
+            for r in by_stage[stage]
         )
     return AuditRun(tuple(results), decision, model)
 
@@ -87,7 +91,7 @@ def _unmet_requirement(
         return f"applies to {applies} models; this model is {subject.model.format.value}"
     checks: list[tuple[Requirement, bool, str]] = [
         (Requirement.ARTIFACT, subject.model.path is not None, "no model file to read"),
-        (Requirement.DATA, subject.sample is not None, "no data: give --data, --train or --holdout"),
+        (Requirement.DATA, subject.sample is not None, "no data: give --data, --train, --holdout"),
         (Requirement.LABELS, subject.target is not None, "no labels: give --target"),
         (
             Requirement.TRAIN_HOLDOUT,
@@ -111,6 +115,7 @@ def _run_rule(
     subject: Subject,
     model: LoadedModel | None,
     decision: LoadDecision | None,
+    *,
     settings: EngineSettings,
     progress: Progress,
 ) -> RuleResult:

@@ -28,7 +28,9 @@ class RegisteredRule:
         try:
             rule = self.entry_point.load()
         except Exception as error:  # a broken third-party plugin must not crash the run
-            raise UsageError(f"rule {self.id} ({self.entry_point.value}) failed to import: {error}")
+            raise UsageError(
+                f"rule {self.id} ({self.entry_point.value}) failed to import: {error}"
+            ) from None
         if not (isinstance(rule, type) and issubclass(rule, Rule)) or rule.meta.id != self.id:
             raise UsageError(f"entry point {self.id} does not name a Rule with that id")
         return rule

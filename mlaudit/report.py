@@ -6,6 +6,7 @@ produce the same document apart from times, durations and the run id.
 
 from __future__ import annotations
 
+import math
 import platform
 import uuid
 from collections.abc import Sequence
@@ -167,7 +168,7 @@ def build_report(
             if "budget_s" in options
         },
     }
-    return {
+    document: dict[str, Any] = _finite({
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "mlaudit", "version": __version__},
         "run": {
@@ -192,4 +193,16 @@ def build_report(
             "min_score": settings.min_score,
             "reasons": list(gate.reasons),
         },
-    }
+    })
+    return document
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity have no JSON spelling: a metric that is not a number becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value

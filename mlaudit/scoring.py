@@ -76,8 +76,8 @@ def score_results(results: Sequence[RuleResult]) -> Scorecard:
         "mean of the scores of rules that ran; any critical finding caps the overall score "
         f"at {CRITICAL_CAP:g}",
         "severity_points": {s.value: p for s, p in SEVERITY_POINTS.items()},
-        "family_weights": dict(FAMILY_WEIGHTS),
-        "grades": {grade: floor for floor, grade in GRADES} | {"F": 0.0},
+        "family_weights": {family: w for family, w in FAMILY_WEIGHTS.items()},
+        "grades": {grade: floor for floor, grade in [*GRADES, (0.0, "F")]},
         "critical_cap_applied": capped,
         "deductions": deductions,
     }

@@ -52,7 +52,9 @@ class Subject:
 
 def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> ModelArtifact:
     if is_entry_point(reference):
-        return ModelArtifact(reference, None, ModelFormat.ENTRY_POINT, None, None, ImportInventory())
+        return ModelArtifact(
+            reference, None, ModelFormat.ENTRY_POINT, None, None, ImportInventory()
+        )
     path = Path(reference)
     if not path.exists():
         raise InputError(f"model {reference} does not exist")
@@ -65,9 +67,9 @@ def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> M
     inventory = take_inventory(path, model_format)
     if extra_allowed:
         inventory = inventory.reclassified(extra_allowed)
-    if model_format is ModelFormat.PICKLE and inventory.pickle_scan is not None:
-        if inventory.pickle_scan.is_joblib:
-            model_format = ModelFormat.JOBLIB
+    scan = inventory.pickle_scan
+    if model_format is ModelFormat.PICKLE and scan is not None and scan.is_joblib:
+        model_format = ModelFormat.JOBLIB
     return ModelArtifact(reference, path, model_format, sha256_file(path), size, inventory)
 
 

@@ -26,7 +26,9 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
     try:
         target: object = importlib.import_module(module_name)
     except Exception as error:  # the user's module may raise anything while importing
-        raise InputError(f"entry point {artifact.reference}: cannot import {module_name}: {error}")
+        raise InputError(
+            f"entry point {artifact.reference}: cannot import {module_name}: {error}"
+        ) from None
     for part in attribute_path.split("."):
         if not hasattr(target, part):
             raise InputError(f"entry point {artifact.reference}: {module_name} has no {part}")

@@ -37,7 +37,9 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
         )
     except Exception as error:  # onnxruntime raises its own untyped errors
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"{artifact.reference} could not be loaded by ONNX Runtime: {first_line}")
+        raise InputError(
+            f"{artifact.reference} could not be loaded by ONNX Runtime: {first_line}"
+        ) from None
     inputs = session.get_inputs()
     outputs = session.get_outputs()
     per_column = len(inputs) > 1

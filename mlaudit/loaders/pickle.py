@@ -33,7 +33,7 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
         unpickler = NumpyUnpickler(str(artifact.path), handle, ensure_native_byte_order=True)
         # Defence in depth behind the load gate: even a file the scanner passed may import
         # nothing outside the allowlist unless the user vouched for it with --trust-model.
-        unpickler.find_class = _guarded_find_class(  # type: ignore[method-assign]
+        unpickler.find_class = _guarded_find_class(
             extra_allowed, trusted, unpickler.find_class
         )
         try:

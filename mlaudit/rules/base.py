@@ -81,11 +81,11 @@ class RuleMeta:
         return Stage.BEHAVIOURAL
 
 
-class RuleSkipped(Exception):  # noqa: N818 - a control-flow signal, not an error
+class RuleSkipped(Exception):
     """Raised by ``check`` when the rule finds at run time that it does not apply."""
 
 
-class BudgetExceeded(Exception):  # noqa: N818 - named for what happened
+class BudgetExceeded(Exception):
     pass
 
 

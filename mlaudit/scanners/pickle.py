@@ -96,9 +96,6 @@ class _Call:
     state: object = field(default=_UNKNOWN)
 
 
-_StackValue = object
-
-
 class _Walker:
     """Walks one file (or buffer) holding one or more consecutive pickles."""
 
@@ -137,158 +134,77 @@ class _Walker:
         return count
 
     def _walk_one(self) -> None:
-        stack: list[_StackValue] = []
-        marks: list[int] = []
-        memo: dict[int, _StackValue] = {}
+        frame = _Frame()
         for opcode, arg, pos in _ops(self._stream):
-            position = pos if pos is not None else -1
-            self._step(opcode, arg, position, stack, marks, memo)
+            self._step(opcode, arg, pos if pos is not None else -1, frame)
             if opcode.name == "STOP":
                 return
 
-    # One method per opcode family keeps the dispatch readable; most opcodes only move
-    # values on the symbolic stack, and those we do not model push an unknown value.
-    def _step(
-        self,
-        opcode: pickletools.OpcodeInfo,
-        arg: object,
-        pos: int,
-        stack: list[_StackValue],
-        marks: list[int],
-        memo: dict[int, _StackValue],
-    ) -> None:
+    def _step(self, opcode: pickletools.OpcodeInfo, arg: object, pos: int, frame: _Frame) -> None:
         name = opcode.name
         if name == "PROTO":
-            self.protocol = max(self.protocol, int(arg))  # type: ignore[call-overload]
-        elif name in ("FRAME", "STOP"):
-            return
-        elif name == "MARK":
-            marks.append(len(stack))
-            stack.append(_MARK)
-        elif name == "GLOBAL" or name == "INST":
+            self.protocol = max(self.protocol, _int(arg))
+        elif name in _IMPORT_OPS:
+            self._import(name, arg, pos, frame)
+        elif name in _MEMO_OPS:
+            _memo(name, arg, pos, frame)
+        elif name in _CALL_OPS:
+            self._call(name, pos, frame)
+        elif name not in ("FRAME", "STOP"):
+            _containers(opcode, arg, frame)
+
+    def _import(self, name: str, arg: object, pos: int, frame: _Frame) -> None:
+        stack = frame.stack
+        if name in ("GLOBAL", "INST"):
             module, _, attr = str(arg).partition(" ")
             self._record(module, attr, pos, name)
             target = _Global(module, attr)
             if name == "INST":
-                args = _pop_to_mark(stack, marks)
-                stack.append(_Call(target, tuple(args)))
+                stack.append(_Call(target, tuple(frame.pop_to_mark())))
             else:
                 stack.append(target)
-        elif name == "STACK_GLOBAL":
-            attr_value = _pop(stack)
-            module_value = _pop(stack)
+            return
+        if name == "STACK_GLOBAL":
+            attr_value = frame.pop()
+            module_value = frame.pop()
             if isinstance(module_value, str) and isinstance(attr_value, str):
                 self._record(module_value, attr_value, pos, name)
                 stack.append(_Global(module_value, attr_value))
-            else:
-                self.problems.append(
-                    ScanProblem(
-                        "dynamic-import",
-                        pos,
-                        "STACK_GLOBAL imports a name that is computed at load time, "
-                        "so it cannot be checked without running the pickle",
-                    )
-                )
-                stack.append(_UNKNOWN)
-        elif name in ("EXT1", "EXT2", "EXT4"):
-            self.problems.append(
-                ScanProblem(
-                    "extension-import",
-                    pos,
-                    f"{name} imports whatever the copyreg extension registry maps code {arg} "
-                    "to in the loading process",
-                )
+                return
+            problem = ScanProblem(
+                "dynamic-import",
+                pos,
+                "STACK_GLOBAL imports a name that is computed at load time, "
+                "so it cannot be checked without running the pickle",
             )
-            stack.append(_UNKNOWN)
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = stack[-1] if stack else _UNKNOWN  # type: ignore[call-overload]
-        elif name == "MEMOIZE":
-            memo[len(memo)] = stack[-1] if stack else _UNKNOWN
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            key = int(arg)  # type: ignore[call-overload]
-            if key not in memo:
-                raise _StreamError(f"memo key {key} read before it is written", pos)
-            stack.append(memo[key])
-        elif name == "REDUCE":
-            args = _pop(stack)
-            func = _pop(stack)
-            stack.append(_Call(func, args))
-        elif name == "NEWOBJ":
-            args = _pop(stack)
-            cls = _pop(stack)
-            stack.append(_Call(cls, args))
-        elif name == "NEWOBJ_EX":
-            _pop(stack)
-            args = _pop(stack)
-            cls = _pop(stack)
-            stack.append(_Call(cls, args))
-        elif name == "OBJ":
-            items = _pop_to_mark(stack, marks)
-            stack.append(_Call(items[0], tuple(items[1:])) if items else _UNKNOWN)
-        elif name == "BUILD":
-            state = _pop(stack)
-            target = stack[-1] if stack else _UNKNOWN
+        else:
+            problem = ScanProblem(
+                "extension-import",
+                pos,
+                f"{name} imports whatever the copyreg extension registry maps code {arg} "
+                "to in the loading process",
+            )
+        self.problems.append(problem)
+        stack.append(_UNKNOWN)
+
+    def _call(self, name: str, pos: int, frame: _Frame) -> None:
+        if name == "OBJ":
+            items = frame.pop_to_mark()
+            frame.stack.append(_Call(items[0], tuple(items[1:])) if items else _UNKNOWN)
+            return
+        if name == "BUILD":
+            state = frame.pop()
+            target = frame.stack[-1] if frame.stack else _UNKNOWN
             if isinstance(target, _Call):
                 target.state = state
                 if _is_joblib_wrapper(target):
                     self._skip_joblib_array(target, pos)
-        else:
-            self._generic(opcode, arg, stack, marks)
-
-    def _generic(
-        self, opcode: pickletools.OpcodeInfo, arg: object, stack: list[_StackValue],
-        marks: list[int],
-    ) -> None:
-        name = opcode.name
-        if name in _CONSTANT_OPS:
-            stack.append(_constant(name, arg))
-        elif name == "EMPTY_TUPLE":
-            stack.append(())
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            count = int(name[-1])
-            items = [_pop(stack) for _ in range(count)][::-1]
-            stack.append(tuple(items))
-        elif name == "TUPLE":
-            stack.append(tuple(_pop_to_mark(stack, marks)))
-        elif name == "EMPTY_LIST":
-            stack.append([])
-        elif name == "LIST":
-            stack.append(_pop_to_mark(stack, marks))
-        elif name == "EMPTY_DICT":
-            stack.append({})
-        elif name == "DICT":
-            stack.append(_pairs_to_dict(_pop_to_mark(stack, marks)))
-        elif name == "SETITEM":
-            value = _pop(stack)
-            key = _pop(stack)
-            _set_item(stack, key, value)
-        elif name == "SETITEMS":
-            items = _pop_to_mark(stack, marks)
-            for key, value in zip(items[::2], items[1::2], strict=False):
-                _set_item(stack, key, value)
-        elif name == "POP":
-            if stack and stack[-1] is _MARK:
-                marks.pop()
-            _pop(stack)
-        elif name == "POP_MARK":
-            _pop_to_mark(stack, marks)
-        elif name == "DUP":
-            stack.append(stack[-1] if stack else _UNKNOWN)
-        else:
-            self._apply_stack_effect(opcode, stack, marks)
-
-    @staticmethod
-    def _apply_stack_effect(
-        opcode: pickletools.OpcodeInfo, stack: list[_StackValue], marks: list[int]
-    ) -> None:
-        """Model any other opcode by its documented stack effect, values unknown."""
-        before = list(opcode.stack_before)
-        if pickletools.markobject in before:
-            _pop_to_mark(stack, marks)
-            before = before[: before.index(pickletools.markobject)]
-        for _ in before:
-            _pop(stack)
-        stack.extend(_UNKNOWN for _ in opcode.stack_after)
+            return
+        if name == "NEWOBJ_EX":
+            frame.pop()  # keyword arguments
+        args = frame.pop()
+        func = frame.pop()
+        frame.stack.append(_Call(func, args))
 
     def _record(self, module: str, name: str, pos: int, opcode: str) -> None:
         self.imports.append(GlobalImport(module, name, pos, opcode, self._pickle_index))
@@ -331,6 +247,103 @@ class _Walker:
         self._stream.seek(end)
 
 
+_IMPORT_OPS: Final = frozenset({"GLOBAL", "INST", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
+_MEMO_OPS: Final = frozenset(
+    {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"}
+)
+_CALL_OPS: Final = frozenset({"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "BUILD"})
+
+
+@dataclass
+class _Frame:
+    """The symbolic state of one pickle: its stack, mark positions and memo."""
+
+    stack: list[object] = field(default_factory=list)
+    marks: list[int] = field(default_factory=list)
+    memo: dict[int, object] = field(default_factory=dict)
+
+    def pop(self) -> object:
+        if not self.stack:
+            return _UNKNOWN
+        value = self.stack.pop()
+        return _UNKNOWN if value is _MARK else value
+
+    def pop_to_mark(self) -> list[object]:
+        if not self.marks:
+            return []
+        start = self.marks.pop()
+        items = self.stack[start + 1 :]
+        del self.stack[start:]
+        return items
+
+    def top(self) -> object:
+        return self.stack[-1] if self.stack else _UNKNOWN
+
+
+def _int(arg: object) -> int:
+    assert isinstance(arg, int)
+    return arg
+
+
+def _memo(name: str, arg: object, pos: int, frame: _Frame) -> None:
+    if name == "MEMOIZE":
+        frame.memo[len(frame.memo)] = frame.top()
+    elif name.endswith("PUT"):
+        frame.memo[_int(arg)] = frame.top()
+    else:
+        key = _int(arg)
+        if key not in frame.memo:
+            raise _StreamError(f"memo key {key} read before it is written", pos)
+        frame.stack.append(frame.memo[key])
+
+
+def _containers(opcode: pickletools.OpcodeInfo, arg: object, frame: _Frame) -> None:
+    """Constants, tuples, lists and dicts are tracked by value; other opcodes by stack effect."""
+    name, stack = opcode.name, frame.stack
+    if name in _CONSTANT_OPS:
+        stack.append(_constant(name, arg))
+    elif name == "EMPTY_TUPLE":
+        stack.append(())
+    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+        items = [frame.pop() for _ in range(int(name[-1]))]
+        stack.append(tuple(reversed(items)))
+    elif name in ("TUPLE", "LIST"):
+        items = frame.pop_to_mark()
+        stack.append(tuple(items) if name == "TUPLE" else items)
+    elif name in ("EMPTY_LIST", "EMPTY_DICT"):
+        stack.append([] if name == "EMPTY_LIST" else {})
+    elif name == "DICT":
+        stack.append(_pairs_to_dict(frame.pop_to_mark()))
+    elif name in ("SETITEM", "SETITEMS"):
+        items = frame.pop_to_mark() if name == "SETITEMS" else [frame.pop(), frame.pop()][::-1]
+        for key, value in zip(items[::2], items[1::2], strict=False):
+            _set_item(stack, key, value)
+    elif name == "POP":
+        if stack and stack[-1] is _MARK:
+            frame.marks.pop()
+        frame.pop()
+    elif name == "POP_MARK":
+        frame.pop_to_mark()
+    elif name == "DUP":
+        stack.append(frame.top())
+    elif name == "MARK":
+        frame.marks.append(len(stack))
+        stack.append(_MARK)
+    else:
+        _apply_stack_effect(opcode, frame)
+
+
+def _apply_stack_effect(opcode: pickletools.OpcodeInfo, frame: _Frame) -> None:
+    """Model any other opcode by its documented stack effect, values unknown."""
+    before = list(opcode.stack_before)
+    if pickletools.markobject in before:
+        frame.pop_to_mark()
+        before = before[: before.index(pickletools.markobject)]
+    for _ in before:
+        frame.pop()
+    frame.stack.extend(_UNKNOWN for _ in opcode.stack_after)
+
+
 class _StreamError(Exception):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
@@ -367,23 +380,7 @@ def _constant(name: str, arg: object) -> object:
     return {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(name, arg)
 
 
-def _pop(stack: list[_StackValue]) -> _StackValue:
-    if not stack:
-        return _UNKNOWN
-    value = stack.pop()
-    return _UNKNOWN if value is _MARK else value
-
-
-def _pop_to_mark(stack: list[_StackValue], marks: list[int]) -> list[_StackValue]:
-    if not marks:
-        return []
-    start = marks.pop()
-    items = stack[start + 1 :]
-    del stack[start:]
-    return items
-
-
-def _pairs_to_dict(items: list[_StackValue]) -> object:
+def _pairs_to_dict(items: list[object]) -> object:
     result: dict[object, object] = {}
     for key, value in zip(items[::2], items[1::2], strict=False):
         if not _hashable(key):
@@ -392,7 +389,7 @@ def _pairs_to_dict(items: list[_StackValue]) -> object:
     return result
 
 
-def _set_item(stack: list[_StackValue], key: object, value: object) -> None:
+def _set_item(stack: list[object], key: object, value: object) -> None:
     if stack and isinstance(stack[-1], dict) and _hashable(key):
         stack[-1][key] = value
 

@@ -1,0 +1,120 @@
+# mlaudit developer tasks.
+#
+#   make demo    build the demo dataset + models (examples/make_demo.py) and scan them
+#   make test    ruff, mypy --strict, rule-page sync check, pytest (PYTEST_ARGS="-x -k foo")
+#   make clean   remove build/test/demo outputs (keeps the virtual environment)
+#   make distclean   clean + remove the virtual environment
+#
+# The virtual environment lives in .venv and is created from $(PYTHON) when missing.
+# `pip install -e '.[all,dev]'` reruns only when pyproject.toml changes (stamp file).
+
+PYTHON ?= python3
+PYTEST_ARGS ?=
+# Extra flags for the install step, e.g. PIP_INSTALL_FLAGS="--no-build-isolation" offline.
+PIP_INSTALL_FLAGS ?=
+DEMO ?= demo
+
+VENV := .venv
+BIN := $(VENV)/bin
+VENV_PYTHON := $(BIN)/python
+INSTALL_STAMP := $(VENV)/.mlaudit-install.stamp
+MLAUDIT := $(BIN)/mlaudit
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+.PHONY: help venv install demo test lint typecheck docs-check pytest clean distclean
+
+help:
+	@echo "targets: demo test clean distclean (install, lint, typecheck, docs-check, pytest)"
+
+# --------------------------------------------------------------------------- environment
+
+$(VENV_PYTHON):
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(VENV_PYTHON)
+
+# The stamp lives inside the venv, so recreating the venv also forces a reinstall.
+$(INSTALL_STAMP): pyproject.toml | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install $(PIP_INSTALL_FLAGS) -e '.[all,dev]'
+	@touch $@
+
+install: $(INSTALL_STAMP)
+
+# --------------------------------------------------------------------------- demo
+
+# $(call scan,LABEL,REPORT DIR,MLAUDIT SCAN ARGS,ALLOWED EXIT CODES as a case pattern like 0|1)
+# Prints the exit code of the scan and fails the recipe unless it is one of the allowed ones.
+# An uncaught Python exception also exits 1, so a scan only counts when it left a report in
+# REPORT DIR (the -o directory); a crash that happens to exit 1 fails the demo.
+define scan
+rc=0; $(MLAUDIT) scan $(3) || rc=$$?; \
+echo "demo: scan $(1): exit $$rc"; \
+case "$$rc" in \
+  $(4)) ;; \
+  *) echo "demo: scan $(1) exited $$rc; expected $(4)" >&2; exit 1 ;; \
+esac; \
+if [ -z "$$(ls -A $(2) 2>/dev/null)" ]; then \
+  echo "demo: scan $(1) wrote no report to $(2) (crashed?)" >&2; exit 1; \
+fi
+endef
+
+# Scans of the honest models may pass (0) or be blocked by the gate on findings (1), but a
+# usage/input error or crash (2 or more) fails the demo. The hostile pickle must be blocked
+# by the gate (exactly 1) without ever being loaded, i.e. $(DEMO)/PWNED must not appear.
+demo: $(INSTALL_STAMP)
+	$(VENV_PYTHON) examples/make_demo.py --out $(DEMO)
+	rm -rf $(DEMO)/PWNED $(DEMO)/report-overfit $(DEMO)/report-regularised-skops \
+		$(DEMO)/report-regularised-onnx $(DEMO)/report-hostile
+	@$(MLAUDIT) --help >/dev/null || { echo "demo: '$(MLAUDIT) --help' failed" >&2; exit 1; }
+	@$(call scan,model-overfit.joblib,$(DEMO)/report-overfit,$(DEMO)/model-overfit.joblib \
+		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
+		-o $(DEMO)/report-overfit --format json,0|1)
+	@$(call scan,model-regularised.skops,$(DEMO)/report-regularised-skops, \
+		$(DEMO)/model-regularised.skops \
+		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
+		-o $(DEMO)/report-regularised-skops --format json,0|1)
+	@$(call scan,model-regularised.onnx,$(DEMO)/report-regularised-onnx, \
+		$(DEMO)/model-regularised.onnx \
+		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
+		-o $(DEMO)/report-regularised-onnx --format json,0|1)
+	@$(call scan,model-hostile.pkl,$(DEMO)/report-hostile,$(DEMO)/model-hostile.pkl \
+		--data $(DEMO)/holdout.csv --target approved -o $(DEMO)/report-hostile,1)
+	@if [ -e $(DEMO)/PWNED ]; then \
+		echo "demo: $(DEMO)/PWNED exists -- the hostile pickle was executed!" >&2; exit 1; \
+	fi
+	@echo "demo: ok (hostile pickle blocked and not loaded; reports in $(DEMO)/report-*)"
+
+# --------------------------------------------------------------------------- checks
+
+lint: $(INSTALL_STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(INSTALL_STAMP)
+	$(BIN)/mypy --strict mlaudit
+
+docs-check: $(INSTALL_STAMP)
+	$(VENV_PYTHON) -m mlaudit.docs --check rules
+
+pytest: $(INSTALL_STAMP)
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Sequential on purpose (one failure stops the rest, output stays readable under make -j).
+test: $(INSTALL_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict mlaudit
+	$(VENV_PYTHON) -m mlaudit.docs --check rules
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+# --------------------------------------------------------------------------- cleanup
+
+clean:
+	rm -rf $(DEMO) build dist mlaudit-report test-artifacts \
+		.pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
