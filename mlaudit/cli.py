@@ -169,7 +169,11 @@ def _load_rules(settings: Settings) -> list[type[Rule]]:
     rules = [r.load() for r in selected]
     for rule in rules:
         allowed = {o.name for o in rule.meta.options} | {"budget_s"}
-        for option in settings.rules.get(rule.meta.id, {}):
+        options = settings.rules.get(rule.meta.id, {})
+        budget = options.get("budget_s", 1.0)
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
+            raise UsageError(f"budget_s for {rule.meta.id} must be a positive number of seconds")
+        for option in options:
             if option not in allowed:
                 raise UsageError(
                     f"unknown option {option!r} for rule {rule.meta.id} "

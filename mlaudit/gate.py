@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mlaudit.findings import RuleResult, Severity
 from mlaudit.scanners.pickle_policy import Verdict
+from mlaudit.sniff import ModelFormat
 from mlaudit.subject import ModelArtifact
 
 
@@ -65,4 +66,12 @@ def decide(
         )
     if reasons:
         return LoadDecision(LoadStatus.BLOCKED, tuple(reasons))
-    return LoadDecision(LoadStatus.ALLOWED, ("no import outside the allowlist",))
+    return LoadDecision(LoadStatus.ALLOWED, (_clean_reason(artifact.format),))
+
+
+def _clean_reason(model_format: ModelFormat) -> str:
+    if model_format is ModelFormat.ENTRY_POINT:
+        return "entry point named by the user, who vouches for its code"
+    if model_format is ModelFormat.ONNX:
+        return "ONNX carries no Python code to import"
+    return "every import is on the allowlist"

@@ -1,7 +1,8 @@
 """A model given as ``module:callable``: Python code the user vouches for by naming it.
 
 The named object is either a model with ``predict`` (and optionally ``predict_proba`` and
-``classes_``), or a function mapping a batch of rows to predictions.
+``classes_``), or a function mapping a batch of rows to predictions. Either receives a pandas
+DataFrame of the feature columns.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
             raise InputError(f"entry point {artifact.reference}: {module_name} has no {part}")
         target = getattr(target, part)
     if callable(getattr(target, "predict", None)):
-        return wrap_estimator(target, "python", artifact.reference)
+        return wrap_estimator(target, "python", artifact.reference, frames=True)
     if not callable(target):
         raise InputError(f"entry point {artifact.reference} is neither a model nor a function")
     function = target

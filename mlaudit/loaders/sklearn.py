@@ -11,7 +11,10 @@ from mlaudit.errors import InputError
 from mlaudit.model import LoadedModel, Predictor, Task
 
 
-def wrap_estimator(estimator: Any, framework: str, origin: str) -> LoadedModel:
+def wrap_estimator(
+    estimator: Any, framework: str, origin: str, *, frames: bool = False
+) -> LoadedModel:
+    """Wrap ``estimator``; it receives DataFrames if fitted on them or if ``frames``, else arrays."""
     if not callable(getattr(estimator, "predict", None)):
         raise InputError(
             f"{origin} holds a {type(estimator).__name__}, not a model with a predict() method"
@@ -25,8 +28,10 @@ def wrap_estimator(estimator: Any, framework: str, origin: str) -> LoadedModel:
         framework=framework,
         task=_task_of(estimator, classes),
         estimator=estimator,
-        predictor=_frame_adapter(estimator.predict, feature_names),
-        probability_predictor=_frame_adapter(proba, feature_names) if callable(proba) else None,
+        predictor=_frame_adapter(estimator.predict, frames or feature_names is not None),
+        probability_predictor=(
+            _frame_adapter(proba, frames or feature_names is not None) if callable(proba) else None
+        ),
         classes=tuple(classes) if classes is not None else None,
         n_features=int(n_features) if n_features is not None else None,
         feature_names=feature_names,
@@ -34,19 +39,21 @@ def wrap_estimator(estimator: Any, framework: str, origin: str) -> LoadedModel:
 
 
 def _task_of(estimator: Any, classes: Any) -> Task:
-    from sklearn.base import is_classifier, is_regressor
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
-    if is_classifier(estimator) or classes is not None:
+    if classes is not None or callable(getattr(estimator, "predict_proba", None)):
         return Task.CLASSIFICATION
-    if is_regressor(estimator):
-        return Task.REGRESSION
+    # scikit-learn's tag helpers only work on its own estimators, not on duck-typed models.
+    if isinstance(estimator, BaseEstimator):
+        if is_classifier(estimator):
+            return Task.CLASSIFICATION
+        if is_regressor(estimator):
+            return Task.REGRESSION
     return Task.UNKNOWN
 
 
-def _frame_adapter(method: Any, feature_names: tuple[str, ...] | None) -> Predictor:
-    """Models fitted on arrays get arrays; models fitted on frames keep their column names."""
-
+def _frame_adapter(method: Any, frames: bool) -> Predictor:
     def call(frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(method(frame if feature_names is not None else frame.to_numpy()))
+        return np.asarray(method(frame if frames else frame.to_numpy()))
 
     return call

@@ -1,0 +1,66 @@
+"""MLA101 and MLA102: one fixture that fires and one that stays quiet, per rule."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from tests.conftest import Runner, Workspace
+
+
+class Custom:
+    """Stands for a user's own class: harmless, but nobody has reviewed it."""
+
+
+def test_mla101_fires_with_import_and_offset(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.hostile, "--select", "MLA101")
+    [finding] = result.result("MLA101")["findings"]
+    assert finding["severity"] == "critical"
+    assert finding["evidence"]["import"] == "posix.system"
+    assert finding["location"]["pointer"].startswith("offset ")
+    assert finding["cwe"] == ["CWE-502"]
+
+
+def test_mla101_quiet_on_a_real_model(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA101")
+    mla101 = result.result("MLA101")
+    assert mla101["status"] == "passed"
+    assert mla101["findings"] == []
+    assert mla101["metrics"]["joblib_arrays"] > 0
+
+
+def test_mla101_reports_trailing_data(run_cli: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "trailing.pkl"
+    path.write_bytes(pickle.dumps([1, 2]) + b"\xff\xfe not a pickle")
+    result = run_cli("scan", path, "--select", "MLA101")
+    [finding] = result.result("MLA101")["findings"]
+    assert finding["title"] == "Unverifiable pickle content (trailing-data)"
+    assert finding["severity"] == "high"
+
+
+def test_mla102_fires_on_unreviewed_class(run_cli: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "custom.pkl"
+    path.write_bytes(pickle.dumps(Custom()))
+    result = run_cli("scan", path, "--select", "MLA102")
+    [finding] = result.result("MLA102")["findings"]
+    assert finding["severity"] == "medium"
+    assert finding["evidence"]["import"] == "tests.rules.test_artifact.Custom"
+    assert result.exit_code == 0  # medium is under the default fail-on
+
+
+def test_mla102_quiet_on_a_real_model(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.pipeline_skops, "--select", "MLA102")
+    assert result.result("MLA102")["findings"] == []
+
+
+def test_fingerprint_is_stable_when_offsets_move(run_cli: Runner, tmp_path: Path) -> None:
+    """Baselines match findings by fingerprint; a byte offset must not be part of it."""
+    first = tmp_path / "a.pkl"
+    second = tmp_path / "b.pkl"
+    first.write_bytes(pickle.dumps([Custom()]))
+    second.write_bytes(pickle.dumps(["padding" * 10, Custom()]))
+    fingerprints = []
+    for path in (first, second):
+        finding = run_cli("scan", path, "--select", "MLA102").result("MLA102")["findings"][0]
+        fingerprints.append(finding["fingerprint"])
+    assert fingerprints[0] == fingerprints[1]

@@ -1,0 +1,367 @@
+"""The CLI contract: exit codes, one-line errors, no report on errors, selection, gate options."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TARGET, CliResult, Runner, Workspace
+from tests.plugin_rules import install_plugin
+
+
+def assert_usage_error(result: CliResult, fragment: str) -> None:
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mlaudit: error: ")
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (result.output_dir / "report.json").exists()
+
+
+def test_clean_model_passes_with_exit_0(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli(
+        "scan", workspace.rf_joblib, "--train", workspace.train, "--holdout", workspace.holdout,
+        "--target", TARGET,
+    )
+    assert result.exit_code == 0, result.stderr
+    report = result.report
+    assert report["gate"]["passed"] is True
+    assert report["subject"]["model"]["format"] == "joblib"
+    assert report["subject"]["model"]["load"]["status"] == "allowed"
+    assert {r["rule_id"] for r in report["results"]} >= {"MLA101", "MLA102", "MLA702"}
+    assert "gate PASSED" in result.stderr
+
+
+@pytest.mark.parametrize("attribute", ["rf_pickle", "pipeline_skops", "pipeline_onnx"])
+def test_every_supported_format_loads_and_is_audited(
+    run_cli: Runner, workspace: Workspace, attribute: str
+) -> None:
+    result = run_cli("scan", getattr(workspace, attribute), "--data", workspace.holdout,
+                     "--target", TARGET)
+    assert result.exit_code == 0, result.stderr
+    assert result.result("MLA702")["status"] == "passed"
+    assert result.report["subject"]["model"]["classes"] == [0, 1]
+
+
+def test_hostile_pickle_is_blocked_not_loaded_and_fails_the_gate(
+    run_cli: Runner, workspace: Workspace
+) -> None:
+    result = run_cli("scan", workspace.hostile, "--data", workspace.holdout, "--target", TARGET)
+    assert result.exit_code == 1
+    assert not workspace.canary.exists()
+    report = result.report
+    assert report["subject"]["model"]["load"]["status"] == "blocked"
+    assert result.result("MLA101")["findings"][0]["severity"] == "critical"
+    assert result.result("MLA702")["status"] == "skipped"
+    assert result.result("MLA702")["reason"].startswith("model not loaded: blocked by MLA101")
+    assert any("was not loaded" in reason for reason in report["gate"]["reasons"])
+
+
+def test_blocked_model_still_fails_when_its_findings_are_not_gating(
+    run_cli: Runner, workspace: Workspace
+) -> None:
+    """A release check must never pass a model it refused to open."""
+    result = run_cli("scan", workspace.hostile, "--data", workspace.holdout, "--fail-on", "none")
+    assert result.exit_code == 1
+    assert result.report["gate"]["reasons"] == [
+        r for r in result.report["gate"]["reasons"] if "was not loaded" in r
+    ]
+
+
+def test_artifact_only_scan_of_hostile_file_fails_on_its_finding(
+    run_cli: Runner, workspace: Workspace
+) -> None:
+    result = run_cli("scan", workspace.hostile, "--select", "MLA1")
+    assert result.exit_code == 1
+    assert result.report["subject"]["model"]["load"]["status"] == "not-needed"
+    assert not workspace.canary.exists()
+
+
+def test_ignoring_mla101_does_not_open_the_load_gate(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.hostile, "--data", workspace.holdout, "--ignore", "MLA101")
+    assert result.exit_code == 1
+    assert result.report["subject"]["model"]["load"]["status"] == "blocked"
+    assert not workspace.canary.exists()
+
+
+def test_exit_zero_reports_but_exits_0(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.hostile, "--select", "MLA1", "--exit-zero")
+    assert result.exit_code == 0
+    assert result.report["gate"]["passed"] is False
+
+
+def test_min_score_gates(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.hostile, "--select", "MLA1", "--fail-on", "none",
+                     "--min-score", "90")
+    assert result.exit_code == 1
+    assert any("under the minimum 90" in r for r in result.report["gate"]["reasons"])
+
+
+def test_quiet_prints_nothing_on_success(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "-q")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+
+
+def test_verbose_shows_steps(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout, "-v")
+    assert "loading joblib model" in result.stderr
+
+
+def test_trust_model_is_shown_prominently(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout, "--trust-model")
+    assert result.exit_code == 0
+    assert "--trust-model" in result.stderr
+    assert result.report["subject"]["model"]["load"]["status"] == "trusted"
+    assert result.report["run"]["config"]["trust_model"] is True
+
+
+def test_select_by_prefix_and_ignore(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout,
+                     "--select", "MLA1", "--ignore", "MLA102")
+    assert [r["rule_id"] for r in result.report["results"]] == ["MLA101"]
+
+
+def test_missing_inputs_skip_with_reason(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib)
+    assert result.exit_code == 0
+    mla702 = result.result("MLA702")
+    assert mla702["status"] == "skipped"
+    assert "no data" in mla702["reason"]
+
+
+def test_onnx_skips_pickle_rules_with_reason(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.pipeline_onnx, "--select", "MLA101")
+    assert result.result("MLA101")["reason"].endswith("this model is onnx")
+
+
+def test_rule_error_fails_closed_unless_allow_incomplete(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA901", "--select", "MLA101")
+    assert result.exit_code == 1
+    crashed = result.result("MLA901")
+    assert crashed["status"] == "error"
+    assert crashed["reason"] == "RuntimeError: boom"
+    assert result.result("MLA101")["status"] == "passed"
+    assert any("audit is incomplete" in r for r in result.report["gate"]["reasons"])
+    relaxed = run_cli("scan", workspace.rf_joblib, "--select", "MLA901", "--allow-incomplete")
+    assert relaxed.exit_code == 0
+
+
+def test_rule_over_budget_is_an_error(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    (tmp_path / "mlaudit.toml").write_text("[rules.MLA902]\nbudget_s = 0.2\n")
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA902")
+    assert result.exit_code == 1
+    assert result.result("MLA902")["status"] == "error"
+    assert "time budget of 0.2 s" in result.result("MLA902")["reason"]
+    assert result.report["run"]["budgets"]["per_rule_overrides"] == {"MLA902": 0.2}
+
+
+def test_rule_options_reach_the_rule(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    (tmp_path / "mlaudit.toml").write_text('[rules.MLA903]\nlabel = "from-config"\n')
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA903")
+    assert result.result("MLA903")["metrics"]["label"] == "from-config"
+
+
+def test_seed_makes_rule_randomness_reproducible(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+
+    def draw(seed: str) -> float:
+        result = run_cli("scan", workspace.rf_joblib, "--select", "MLA903", "--seed", seed)
+        value: float = result.result("MLA903")["metrics"]["draw"]
+        return value
+
+    assert draw("1") == draw("1")
+    assert draw("1") != draw("2")
+
+
+def test_non_positive_budget_is_a_config_error(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path
+) -> None:
+    config = tmp_path / "budget.toml"
+    config.write_text("[rules.MLA702]\nbudget_s = 0\n")
+    assert_usage_error(run_cli("scan", workspace.rf_joblib, "--config", config),
+                       "budget_s for MLA702 must be a positive number")
+
+
+def test_environment_overrides_file_and_cli_overrides_environment(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mlaudit.toml").write_text('fail_on = "critical"\nseed = 5\n')
+    monkeypatch.setenv("MLAUDIT_SEED", "7")
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1")
+    assert result.report["run"]["seed"] == 7
+    assert result.report["gate"]["fail_on"] == "critical"
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--seed", "9")
+    assert result.report["run"]["seed"] == 9
+
+
+def test_rules_lists_every_rule(run_cli: Runner) -> None:
+    result = run_cli("rules")
+    assert result.exit_code == 0
+    for rule_id in ("MLA101", "MLA102", "MLA702"):
+        assert rule_id in result.stdout
+
+
+def test_explain_prints_the_documentation(run_cli: Runner) -> None:
+    result = run_cli("explain", "mla101")
+    assert result.exit_code == 0
+    assert "## Why it matters" in result.stdout
+
+
+def test_help_exits_0(run_cli: Runner) -> None:
+    assert run_cli("--help").exit_code == 0
+    assert run_cli("scan", "--help").exit_code == 0
+
+
+# --- bad input: each exits 2 with one line and leaves no report -------------------------------
+
+
+def test_missing_model(run_cli: Runner, tmp_path: Path) -> None:
+    assert_usage_error(run_cli("scan", tmp_path / "nope.pkl"), "does not exist")
+
+
+def test_model_is_a_directory(run_cli: Runner, tmp_path: Path) -> None:
+    assert_usage_error(run_cli("scan", tmp_path), "is a directory")
+
+
+def test_empty_model_file(run_cli: Runner, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pkl"
+    empty.touch()
+    assert_usage_error(run_cli("scan", empty), "empty file")
+
+
+def test_truncated_pickle(run_cli: Runner, workspace: Workspace, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(workspace.rf_pickle.read_bytes()[:2000])
+    assert_usage_error(run_cli("scan", truncated), "not a valid pickle stream")
+
+
+def test_truncated_hostile_pickle_names_the_import(run_cli: Runner, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x05\x00\x00\x00touch")
+    assert_usage_error(run_cli("scan", truncated), "before that point it imports os.system")
+
+
+def test_unknown_format(run_cli: Runner, tmp_path: Path) -> None:
+    unknown = tmp_path / "model.bin"
+    unknown.write_bytes(bytes(range(256)) * 4)
+    assert_usage_error(run_cli("scan", unknown), "unknown model format")
+
+
+def test_csv_without_target_column(run_cli: Runner, workspace: Workspace) -> None:
+    assert_usage_error(
+        run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout, "--target", "label"),
+        "target column 'label' is not in",
+    )
+
+
+def test_feature_count_mismatch(run_cli: Runner, workspace: Workspace, tmp_path: Path) -> None:
+    narrow = tmp_path / "narrow.csv"
+    pd.read_csv(workspace.holdout).iloc[:, 3:].to_csv(narrow, index=False)
+    assert_usage_error(
+        run_cli("scan", workspace.rf_joblib, "--data", narrow, "--target", TARGET),
+        "lacks 3 column(s) the model needs",
+    )
+
+
+def test_feature_count_mismatch_without_names(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path
+) -> None:
+    wide = tmp_path / "wide.npz"
+    frame = pd.read_csv(workspace.holdout)
+    np.savez(wide, X=np.hstack([frame.drop(columns=[TARGET]).to_numpy()] * 2),
+             y=frame[TARGET].to_numpy())
+    assert_usage_error(run_cli("scan", workspace.pipeline_onnx, "--data", wide),
+                       "the model takes 8 features but")
+
+
+def test_model_that_cannot_predict(run_cli: Runner, tmp_path: Path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    model = RandomForestClassifier(n_estimators=3).fit(rng.random((20, 2)), [0, 1] * 10)
+    model_path = tmp_path / "m.pkl"
+    model_path.write_bytes(pickle.dumps(model))
+    data = tmp_path / "text.csv"
+    pd.DataFrame({"a": ["x", "y"], "b": ["z", "w"]}).to_csv(data, index=False)
+    assert_usage_error(run_cli("scan", model_path, "--data", data), "the model cannot predict")
+
+
+def test_unknown_rule_in_select(run_cli: Runner, workspace: Workspace) -> None:
+    assert_usage_error(run_cli("scan", workspace.rf_joblib, "--select", "MLA999"),
+                       "unknown rule id or prefix 'MLA999'")
+
+
+def test_unknown_config_key(run_cli: Runner, workspace: Workspace, tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("fail_onn = 'high'\n")
+    assert_usage_error(run_cli("scan", workspace.rf_joblib, "--config", config),
+                       "unknown key 'fail_onn'")
+
+
+def test_unknown_rule_option(run_cli: Runner, workspace: Workspace, tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[rules.MLA702]\nthreshold = 3\n")
+    assert_usage_error(run_cli("scan", workspace.rf_joblib, "--config", config),
+                       "unknown option 'threshold' for rule MLA702")
+
+
+def test_unknown_environment_variable(
+    run_cli: Runner, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLAUDIT_FAILON", "low")
+    assert_usage_error(run_cli("scan", workspace.rf_joblib), "MLAUDIT_FAILON")
+
+
+def test_bad_option_value_exits_2_not_click_default(
+    run_cli: Runner, workspace: Workspace
+) -> None:
+    assert_usage_error(run_cli("scan", workspace.rf_joblib, "--fail-on", "severe"), "--fail-on")
+
+
+def test_unknown_option(run_cli: Runner, workspace: Workspace) -> None:
+    assert_usage_error(run_cli("scan", workspace.rf_joblib, "--no-such-option"),
+                       "--no-such-option")
+
+
+def test_missing_model_argument(run_cli: Runner) -> None:
+    assert_usage_error(run_cli("scan"), "MODEL")
+
+
+def test_unknown_rule_for_explain(run_cli: Runner) -> None:
+    assert_usage_error(run_cli("explain", "MLA999"), "unknown rule")
+
+
+def test_unwritable_output_dir(run_cli: Runner, workspace: Workspace, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1",
+                     output_dir=blocker / "sub")
+    assert_usage_error(result, "cannot write the report")
+
+
+def test_error_leaves_previous_report_untouched(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path
+) -> None:
+    first = run_cli("scan", workspace.rf_joblib, "--select", "MLA1")
+    before = (first.output_dir / "report.json").read_bytes()
+    failed = run_cli("scan", workspace.rf_joblib, "--select", "MLA999")
+    assert failed.exit_code == 2
+    assert (first.output_dir / "report.json").read_bytes() == before
+    assert sorted(p.name for p in first.output_dir.iterdir()) == ["report.json"]

@@ -1,0 +1,42 @@
+"""Every rule documents itself, and the generated pages in rules/ match the code."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from mlaudit.docs import SECTIONS, main, render_pages
+from mlaudit.registry import registered_rules
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+BUILTIN = [r for r in registered_rules() if r.entry_point.value.startswith("mlaudit.")]
+
+
+@pytest.mark.parametrize("registered", BUILTIN, ids=lambda r: r.id)
+def test_rule_docstring_has_every_section(registered) -> None:  # type: ignore[no-untyped-def]
+    rule = registered.load()
+    doc = inspect.getdoc(rule) or ""
+    for section in SECTIONS:
+        assert f"**{section}**:" in doc, f"{rule.meta.id} lacks {section}"
+    for option in rule.meta.options:
+        options_text = doc.split("**Options**:", 1)[1]
+        assert f"``{option.name}``" in options_text, f"{option.name} is undocumented"
+
+
+def test_pages_in_the_repository_are_in_sync() -> None:
+    assert main(["--check", str(RULES_DIR)]) == 0
+
+
+def test_check_detects_a_stale_page(tmp_path: Path) -> None:
+    assert main([str(tmp_path)]) == 0
+    page = tmp_path / "MLA101.md"
+    page.write_text(page.read_text() + "edited by hand\n")
+    assert main(["--check", str(tmp_path)]) == 1
+
+
+def test_index_links_every_rule() -> None:
+    index = render_pages()["README.md"]
+    for registered in BUILTIN:
+        assert f"({registered.id}.md)" in index

@@ -1,0 +1,96 @@
+"""report.json: valid against the published schema, stable, and reproducible."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from mlaudit.report import _finite
+from tests.conftest import TARGET, Runner, Workspace
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "reports" / "report.schema.json"
+VOLATILE_RUN_KEYS = ("id", "started_at", "finished_at")
+
+
+def validate(report: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    validator.validate(report)
+
+
+def stable_part(report: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(report))
+    for key in VOLATILE_RUN_KEYS:
+        copy["run"].pop(key)
+    for result in copy["results"]:
+        result.pop("duration_s")
+    return copy
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["clean-joblib", "hostile", "onnx", "skops-artifact-only", "trusted"],
+)
+def test_reports_validate_against_the_schema(
+    run_cli: Runner, workspace: Workspace, case: str
+) -> None:
+    args: dict[str, list[Any]] = {
+        "clean-joblib": [workspace.rf_joblib, "--train", workspace.train, "--holdout",
+                         workspace.holdout, "--target", TARGET],
+        "hostile": [workspace.hostile, "--data", workspace.holdout],
+        "onnx": [workspace.pipeline_onnx, "--data", workspace.holdout, "--target", TARGET],
+        "skops-artifact-only": [workspace.pipeline_skops, "--select", "MLA1"],
+        "trusted": [workspace.rf_pickle, "--data", workspace.holdout, "--trust-model"],
+    }
+    result = run_cli("scan", *args[case])
+    assert result.exit_code in (0, 1)
+    validate(result.report)
+
+
+def test_schema_rejects_a_report_missing_the_gate(run_cli: Runner, workspace: Workspace) -> None:
+    report = run_cli("scan", workspace.rf_joblib, "--select", "MLA1").report
+    del report["gate"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(report)
+
+
+def test_same_inputs_and_seed_give_the_same_content(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path
+) -> None:
+    args = ["scan", workspace.rf_joblib, "--train", workspace.train, "--holdout",
+            workspace.holdout, "--target", TARGET, "--seed", "3"]
+    first = run_cli(*args, output_dir=tmp_path / "a").report
+    second = run_cli(*args, output_dir=tmp_path / "a").report
+    assert first["run"]["id"] != second["run"]["id"]
+    assert stable_part(first) == stable_part(second)
+
+
+def test_top_level_key_order_is_the_contract(run_cli: Runner, workspace: Workspace) -> None:
+    report = run_cli("scan", workspace.rf_joblib, "--select", "MLA1").report
+    assert list(report) == [
+        "schema_version", "tool", "run", "subject", "results", "score", "grade", "scoring",
+        "gate",
+    ]
+
+
+def test_subject_binds_files_by_hash(run_cli: Runner, workspace: Workspace) -> None:
+    import hashlib
+
+    report = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout).report
+    model = report["subject"]["model"]
+    assert model["sha256"] == hashlib.sha256(workspace.rf_joblib.read_bytes()).hexdigest()
+    data = report["subject"]["data"][0]
+    assert data["sha256"] == hashlib.sha256(workspace.holdout.read_bytes()).hexdigest()
+    assert data["role"] == "data"
+    assert data["rows"] == 229
+
+
+def test_non_finite_metrics_become_null() -> None:
+    assert _finite({"a": [math.nan, 1.0, math.inf], "b": (2,)}) == {"a": [None, 1.0, None],
+                                                                     "b": [2]}
