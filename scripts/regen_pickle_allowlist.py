@@ -34,7 +34,7 @@ HELPERS = [
     "builtins.bool", "builtins.list", "builtins.dict", "builtins.tuple", "builtins.object",
     "builtins.NotImplemented", "builtins.Ellipsis", "__builtin__.set", "__builtin__.frozenset",
     "__builtin__.slice", "__builtin__.complex", "__builtin__.bytearray", "__builtin__.object",
-    "copyreg._reconstructor", "copy_reg._reconstructor", "_codecs.encode", "functools.partial",
+    "copyreg._reconstructor", "copy_reg._reconstructor", "_codecs.encode",
     "collections.OrderedDict", "collections.defaultdict", "collections.Counter",
     "collections.deque", "datetime.datetime", "datetime.date", "datetime.timedelta",
     "datetime.timezone", "decimal.Decimal", "fractions.Fraction",

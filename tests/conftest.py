@@ -42,7 +42,7 @@ class Workspace:
 
 def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     bunch = load_breast_cancer(as_frame=True)
-    frame = bunch.frame.iloc[:, list(range(8)) + [-1]].copy()
+    frame = bunch.frame.iloc[:, [*list(range(8)), -1]].copy()
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     shuffled = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
     return shuffled.iloc[:340].reset_index(drop=True), shuffled.iloc[340:].reset_index(drop=True)
@@ -134,4 +134,4 @@ def run_cli(
         code = exited.value.code
         return CliResult(code if isinstance(code, int) else 0, captured.out, captured.err, out)
 
-    yield run
+    return run

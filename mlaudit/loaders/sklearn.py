@@ -14,7 +14,7 @@ from mlaudit.model import LoadedModel, Predictor, Task
 def wrap_estimator(
     estimator: Any, framework: str, origin: str, *, frames: bool = False
 ) -> LoadedModel:
-    """Wrap ``estimator``; it receives DataFrames if fitted on them or if ``frames``, else arrays."""
+    """Wrap ``estimator``; it gets DataFrames if fitted on them or if ``frames``, else arrays."""
     if not callable(getattr(estimator, "predict", None)):
         raise InputError(
             f"{origin} holds a {type(estimator).__name__}, not a model with a predict() method"

@@ -10,6 +10,7 @@ would skip it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import mmap
@@ -22,12 +23,17 @@ from typing import IO, Final
 
 import numpy as np
 
+from mlaudit.scanners.pickle_policy import Verdict, classify
+
 _MARK: Final = object()
 _UNKNOWN: Final = object()
 
-JOBLIB_ARRAY_WRAPPER: Final = ("joblib.numpy_pickle", "NumpyArrayWrapper")
-_RECONSTRUCTORS: Final = {("copyreg", "_reconstructor"), ("copyreg", "__newobj__")}
-_DTYPE_GLOBALS: Final = {("numpy", "dtype"), ("numpy.core.multiarray", "dtype")}
+JOBLIB_ARRAY_WRAPPER: Final = "joblib.numpy_pickle.NumpyArrayWrapper"
+_DTYPE_GLOBALS: Final = frozenset(
+    {"numpy.dtype", "numpy.core.multiarray.dtype", "numpy._core.multiarray.dtype"}
+)
+_FLEXIBLE_KINDS: Final = frozenset("SUVa")
+_MAX_NESTED_ARRAYS: Final = 32
 _DTYPE_CODE: Final = re.compile(r"^[<>|=]?[?bBhHiIlLqQpPefdgFDGmMOSUVcua]\d*(\[\w+\])?$")
 _NPY_ITEM_HASOBJECT: Final = 0x01
 
@@ -77,7 +83,7 @@ class PickleScan:
     @property
     def is_joblib(self) -> bool:
         return self.joblib_arrays > 0 or any(
-            (i.module, i.name) == JOBLIB_ARRAY_WRAPPER for i in self.imports
+            i.qualified_name == JOBLIB_ARRAY_WRAPPER for i in self.imports
         )
 
 
@@ -85,6 +91,12 @@ class PickleScan:
 class _Global:
     module: str
     name: str
+
+    @property
+    def qualified_name(self) -> str:
+        # The unpickler resolves dotted names attribute by attribute, so ("joblib",
+        # "numpy_pickle.NumpyArrayWrapper") is the same object as the usual spelling.
+        return f"{self.module}.{self.name}"
 
 
 @dataclass(eq=False)
@@ -99,9 +111,13 @@ class _Call:
 class _Walker:
     """Walks one file (or buffer) holding one or more consecutive pickles."""
 
-    def __init__(self, stream: IO[bytes], size: int) -> None:
+    def __init__(
+        self, stream: IO[bytes], size: int, *, joblib_framing: bool = True, depth: int = 0
+    ) -> None:
         self._stream = stream
         self._size = size
+        self._joblib_framing = joblib_framing
+        self._depth = depth
         self.imports: list[GlobalImport] = []
         self.problems: list[ScanProblem] = []
         self.protocol = 0
@@ -197,7 +213,7 @@ class _Walker:
             target = frame.stack[-1] if frame.stack else _UNKNOWN
             if isinstance(target, _Call):
                 target.state = state
-                if _is_joblib_wrapper(target):
+                if self._joblib_framing and _constructs_joblib_wrapper(target, pos, self):
                     self._skip_joblib_array(target, pos)
             return
         if name == "NEWOBJ_EX":
@@ -226,7 +242,9 @@ class _Walker:
         nbytes, has_objects, aligned = layout
         if has_objects:
             # joblib writes object arrays as a nested pickle: walk it like any other.
-            nested = _Walker(self._stream, self._size)
+            if self._depth >= _MAX_NESTED_ARRAYS:
+                raise _StreamError("joblib object arrays nested too deeply", pos)
+            nested = _Walker(self._stream, self._size, depth=self._depth + 1)
             nested._pickle_index = self._pickle_index
             nested._walk_one()
             self.imports.extend(nested.imports)
@@ -398,16 +416,37 @@ def _hashable(value: object) -> bool:
     return isinstance(value, (str, bytes, int, float, bool, type(None)))
 
 
-def _is_global(value: object, module: str, name: str) -> bool:
-    return isinstance(value, _Global) and (value.module, value.name) == (module, name)
+def _is_wrapper_class(value: object) -> bool:
+    return isinstance(value, _Global) and value.qualified_name == JOBLIB_ARRAY_WRAPPER
 
 
-def _is_joblib_wrapper(call: _Call) -> bool:
-    if _is_global(call.func, *JOBLIB_ARRAY_WRAPPER):
+def _first_argument(call: _Call) -> object:
+    return call.args[0] if isinstance(call.args, tuple) and call.args else None
+
+
+def _constructs_joblib_wrapper(call: _Call, pos: int, walker: _Walker) -> bool:
+    """Whether BUILD is about to complete a NumpyArrayWrapper, after which joblib reads raw bytes.
+
+    joblib checks the built object with ``isinstance``, so any call that could return an
+    instance counts: the class itself, any function given the class as first argument
+    (``copyreg._reconstructor``, Cython ``newObj`` helpers), and a call of such a call
+    (``functools.partial(cls)()``). The class passed anywhere else is a construction the
+    scanner cannot follow, and is reported.
+    """
+    func = call.func
+    if _is_wrapper_class(func) or _is_wrapper_class(_first_argument(call)):
         return True
-    if isinstance(call.func, _Global) and (call.func.module, call.func.name) in _RECONSTRUCTORS:
-        first = call.args[0] if isinstance(call.args, tuple) and call.args else None
-        return _is_global(first, *JOBLIB_ARRAY_WRAPPER)
+    if isinstance(func, _Call) and _is_wrapper_class(_first_argument(func)):
+        return True
+    args = call.args if isinstance(call.args, tuple) else ()
+    if any(_is_wrapper_class(arg) for arg in args[1:]):
+        walker.problems.append(
+            ScanProblem(
+                "joblib-framing",
+                pos,
+                "a joblib array wrapper built in a way the scanner cannot follow",
+            )
+        )
     return False
 
 
@@ -430,12 +469,15 @@ def _joblib_array_layout(state: object) -> tuple[int, bool, bool] | None:
 
 
 def _dtype_layout(dtype: object) -> tuple[int, bool] | None:
-    """Item size and object-ness of a pickled ``numpy.dtype(code, align, copy)`` call."""
+    """Item size and object-ness of a pickled ``numpy.dtype(code, align, copy)`` call.
+
+    numpy takes the item size from the pickled state only for flexible kinds (S, U, V); a
+    state that disagrees with the code is refused rather than guessed, because a guess that
+    differs from numpy's shifts every later opcode.
+    """
     if not isinstance(dtype, _Call) or not isinstance(dtype.func, _Global):
         return None
-    if (dtype.func.module.replace("numpy._core", "numpy.core"), dtype.func.name) not in (
-        _DTYPE_GLOBALS
-    ):
+    if dtype.func.qualified_name not in _DTYPE_GLOBALS:
         return None
     args = dtype.args
     if not isinstance(args, tuple) or not args or not isinstance(args[0], str):
@@ -443,25 +485,61 @@ def _dtype_layout(dtype: object) -> tuple[int, bool] | None:
     code = args[0]
     if not _DTYPE_CODE.match(code):
         return None
+    try:
+        # Parsing a short type code is pure metadata work in numpy; it executes nothing.
+        parsed = np.dtype(code)
+    except (TypeError, ValueError):
+        return None
     state = dtype.state
     flags = state[7] if isinstance(state, tuple) and len(state) >= 8 else 0
     elsize = state[5] if isinstance(state, tuple) and len(state) >= 6 else -1
-    # Parsing a short type code is pure metadata work in numpy; it executes nothing.
-    parsed = np.dtype(code)
-    has_objects = parsed.hasobject or (isinstance(flags, int) and bool(flags & _NPY_ITEM_HASOBJECT))
-    itemsize = parsed.itemsize
-    if isinstance(elsize, int) and not isinstance(elsize, bool) and elsize > 0:
-        itemsize = elsize
-    if itemsize <= 0 and not has_objects:
+    if not isinstance(flags, int) or not isinstance(elsize, int):
         return None
-    return itemsize, has_objects
+    if parsed.kind not in _FLEXIBLE_KINDS:
+        if bool(flags & _NPY_ITEM_HASOBJECT) != parsed.hasobject:
+            return None
+        return parsed.itemsize, parsed.hasobject
+    itemsize = parsed.itemsize or elsize
+    if (elsize > 0 and itemsize != elsize) or itemsize <= 0:
+        return None
+    return itemsize, bool(flags & _NPY_ITEM_HASOBJECT)
+
+
+def _plain_pickle_view(stream: IO[bytes], size: int) -> list[GlobalImport]:
+    """Imports that ``pickle.load`` would meet if it ignored joblib's framing.
+
+    joblib reads array bytes raw, but ``pickle.load`` on the same file runs them as opcodes,
+    so a file is only as safe as the worse of the two readings.
+    """
+    stream.seek(0)
+    walker = _Walker(stream, size, joblib_framing=False)
+    # One pickle.load call: it returns at the first STOP it meets, or raises where the bytes
+    # stop decoding, having run only what was recorded up to there.
+    with contextlib.suppress(_StreamError):
+        walker._walk_one()
+    return walker.imports
 
 
 def scan_stream(stream: IO[bytes], size: int) -> PickleScan:
     walker = _Walker(stream, size)
-    count = walker.run()
+    try:
+        count = walker.run()
+    except RecursionError:
+        raise MalformedPickle("structure nested too deeply to analyse", 0, ()) from None
+    imports = list(walker.imports)
+    if walker.joblib_arrays:
+        # Only dangerous names count from this second reading: on a benign joblib file it
+        # meets the nested object-array pickles with the outer memo and assembles junk names
+        # that would simply fail to import.
+        seen = {(i.module, i.name, i.offset) for i in imports}
+        imports += [
+            i
+            for i in _plain_pickle_view(stream, size)
+            if (i.module, i.name, i.offset) not in seen
+            and classify(i.module, i.name).verdict is Verdict.DANGEROUS
+        ]
     return PickleScan(
-        imports=tuple(walker.imports),
+        imports=tuple(imports),
         problems=tuple(walker.problems),
         pickles=count,
         protocol=walker.protocol,

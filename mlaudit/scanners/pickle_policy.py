@@ -26,7 +26,7 @@ DANGEROUS_MODULES: Final = frozenset(
         "bdb", "trace", "timeit", "cProfile", "profile", "_thread", "threading", "signal",
         "pathlib", "io", "_io", "tempfile", "http", "urllib", "urllib3", "requests", "httpx",
         "ftplib", "smtplib", "telnetlib", "ssl", "xmlrpc", "zipimport", "pkgutil", "site",
-        "dill", "cloudpickle", "types", "operator", "_operator", "functools", "linecache",
+        "dill", "cloudpickle", "types", "operator", "_operator", "linecache",
         "inspect", "gc", "ensurepip", "venv", "distutils", "setuptools", "pip", "platform",
         "uuid", "fcntl", "resource", "mmap", "select", "selectors", "sqlite3", "shelve", "dbm",
         "zipfile", "tarfile", "logging", "pydoc", "idlelib", "tkinter", "turtle", "antigravity",
@@ -97,7 +97,9 @@ def _dangerous_reason(module: str, name: str) -> str | None:
     qualified = f"{module}.{name}"
     if qualified in DANGEROUS_NAMES:
         return f"{qualified} loads another pickle that nothing has checked"
-    hit = _within(module, DANGEROUS_MODULES)
+    # The whole dotted path, not just the module part: ("numpy", "testing._private.utils.x")
+    # resolves to the same function as ("numpy.testing._private.utils", "x").
+    hit = _within(qualified, DANGEROUS_MODULES)
     if hit is not None:
         return f"imports from {hit}, which can run code, processes, files or the network"
     parts = name.split(".")
@@ -144,6 +146,6 @@ _SAFE_IN_DANGEROUS_MODULES: Final = frozenset(
         "builtins.complex", "builtins.bytearray", "builtins.bytes", "builtins.str",
         "builtins.int", "builtins.float", "builtins.bool", "builtins.list", "builtins.dict",
         "builtins.tuple", "builtins.object", "builtins.NotImplemented", "builtins.Ellipsis",
-        "copyreg._reconstructor", "_codecs.encode", "functools.partial",
+        "copyreg._reconstructor", "_codecs.encode",
     }
 )

@@ -29,7 +29,7 @@ def test_pickle_loader_refuses_hostile_imports_even_without_the_gate(
     workspace: Workspace,
 ) -> None:
     """Defence in depth: a scanner bug alone must not be enough to run a payload."""
-    with pytest.raises(InputError, match="refused to import posix.system"):
+    with pytest.raises(InputError, match=r"refused to import posix\.system"):
         load(workspace.hostile)
     assert not workspace.canary.exists()
 
@@ -54,7 +54,8 @@ def test_onnx_model_matches_the_skops_original(workspace: Workspace) -> None:
     np.testing.assert_array_equal(onnx_model.predict(frame), skops_model.predict(frame))
     onnx_proba = onnx_model.predict_proba(frame)
     skops_proba = skops_model.predict_proba(frame)
-    assert onnx_proba is not None and skops_proba is not None
+    assert onnx_proba is not None
+    assert skops_proba is not None
     np.testing.assert_allclose(onnx_proba, skops_proba, atol=1e-4)
 
 
