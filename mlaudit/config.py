@@ -70,10 +70,11 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             raise ConfigError(f"{origin}: {key} must be true or false")
         return value
     if key == "seed":
-        try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{origin}: seed must be an integer, not {value!r}") from None
+        raise ConfigError(f"{origin}: seed must be an integer, not {value!r}")
     if key == "min_score":
         try:
             score = float(value)
@@ -114,24 +115,35 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _tool_table(path: Path) -> dict[str, Any] | None:
+    """``[tool.mlaudit]`` of a pyproject.toml, None when absent, an error when not a table."""
+    tool = _read_toml(path).get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: 'tool' must be a table")
+    table = tool.get("mlaudit")
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.mlaudit] must be a table")
+    return table
 
 
 def load_file(explicit: Path | None, cwd: Path) -> tuple[dict[str, Any], str | None]:
     if explicit is not None:
-        document = _read_toml(explicit)
-        table = document.get("tool", {}).get("mlaudit") if explicit.name == "pyproject.toml" else (
-            document
-        )
-        return _from_mapping(table or {}, str(explicit)), str(explicit)
+        if explicit.name == "pyproject.toml":
+            table = _tool_table(explicit) or {}
+        else:
+            table = _read_toml(explicit)
+        return _from_mapping(table, str(explicit)), str(explicit)
     dedicated = cwd / "mlaudit.toml"
     if dedicated.is_file():
         return _from_mapping(_read_toml(dedicated), str(dedicated)), str(dedicated)
     pyproject = cwd / "pyproject.toml"
     if pyproject.is_file():
-        table = _read_toml(pyproject).get("tool", {}).get("mlaudit")
-        if isinstance(table, dict):
+        table = _tool_table(pyproject)
+        if table is not None:
             return _from_mapping(table, f"{pyproject} [tool.mlaudit]"), str(pyproject)
     return {}, None
 

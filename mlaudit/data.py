@@ -108,8 +108,9 @@ def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str | None]
                 raise InputError(f"NPZ file {path} has no array named 'X' (found: {archive.files})")
             features = archive["X"]
             labels = archive["y"] if "y" in archive.files else None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise InputError(f"{path} is not a valid NPZ archive: {error}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
+        # zipfile signals unsupported versions, compression and encryption this way
+        raise InputError(f"{path} is not a readable NPZ archive: {error}") from None
     except ValueError as error:
         raise InputError(f"{path}: {error} (object arrays are never unpickled)") from None
     if features.ndim != 2:
@@ -124,5 +125,7 @@ def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str | None]
             f"NPZ array y in {path} has shape {labels.shape}; expected ({features.shape[0]},)"
         )
     name = target or "y"
+    if name in frame.columns:
+        raise InputError(f"target name {name!r} collides with a feature column of NPZ file {path}")
     frame[name] = labels
     return frame, name

@@ -19,6 +19,8 @@ from mlaudit.errors import InputError
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_TEXT_PICKLE_OPENINGS = frozenset(bytes([byte]) for byte in b"(c}])NIVSLFGJKMXUT")
+_TEXT_GLOBAL = re.compile(rb"^c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
 
 # ModelProto field numbers (onnx.proto3) and the wire type each must use.
 _ONNX_MODEL_FIELDS = {
@@ -41,7 +43,12 @@ class ModelFormat(enum.Enum):
 
 
 def is_entry_point(reference: str) -> bool:
-    return bool(ENTRY_POINT.match(reference)) and not Path(reference).exists()
+    if not ENTRY_POINT.match(reference):
+        return False
+    try:
+        return not Path(reference).exists()
+    except OSError:  # a name too long for the file system cannot be a file
+        return True
 
 
 def sniff_model_format(path: Path) -> ModelFormat:
@@ -70,8 +77,10 @@ def _sniff_zip(path: Path) -> ModelFormat:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-    except zipfile.BadZipFile as error:
-        raise InputError(f"{path} starts like a zip archive but is not one: {error}") from None
+    except (zipfile.BadZipFile, UnicodeDecodeError, NotImplementedError, RuntimeError) as error:
+        raise InputError(
+            f"{path} starts like a zip archive but is not a readable one: {error}"
+        ) from None
     if "schema.json" in names:
         return ModelFormat.SKOPS
     if any(name.endswith(".npy") for name in names):
@@ -83,7 +92,15 @@ def _sniff_zip(path: Path) -> ModelFormat:
 
 
 def _looks_like_text_pickle(head: bytes) -> bool:
-    """Protocol 0 and 1 pickles have no header: accept if the opening opcodes decode."""
+    """Protocol 0 and 1 pickles have no header: accept if the opening opcodes decode.
+
+    A pickled model opens with MARK, GLOBAL or an empty container; ordinary text whose first
+    letters happen to be opcodes ("hello" is BINGET, LIST, ...) does not.
+    """
+    if head[:1] not in _TEXT_PICKLE_OPENINGS:
+        return False
+    if head[:1] == b"c" and not _TEXT_GLOBAL.match(head):
+        return False
     decoded = 0
     try:
         for opcode, _, _ in pickletools.genops(io.BytesIO(head)):

@@ -281,12 +281,6 @@ def test_seed_non_integer_string_in_file_is_config_error(tmp_path: Path) -> None
         _resolve(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: seed = 1.5 (a TOML float) is silently truncated to 1 by int(value) "
-    "instead of raising ConfigError",
-    raises=pytest.fail.Exception,
-    strict=True,
-)
 def test_seed_float_in_file_is_config_error(tmp_path: Path) -> None:
     _write(tmp_path / "mlaudit.toml", "seed = 1.5\n")
     with pytest.raises(ConfigError, match="seed"):
@@ -419,36 +413,18 @@ def test_invalid_toml_in_explicit_file_is_config_error(tmp_path: Path) -> None:
         _resolve(tmp_path, config_path=path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: tomllib.load raises UnicodeDecodeError (not TOMLDecodeError) for a file that "
-    "is not UTF-8; _read_toml does not catch it",
-    raises=UnicodeDecodeError,
-    strict=True,
-)
 def test_non_utf8_config_file_is_config_error(tmp_path: Path) -> None:
     (tmp_path / "mlaudit.toml").write_bytes(b'fail_on = "\xff\xfe"\n')
     with pytest.raises(ConfigError):
         _resolve(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: pyproject.toml whose 'tool' key is not a table (tool = 1) raises "
-    "AttributeError from .get() instead of ConfigError",
-    raises=AttributeError,
-    strict=True,
-)
 def test_pyproject_with_non_table_tool_is_config_error_or_ignored(tmp_path: Path) -> None:
     _write(tmp_path / "pyproject.toml", "tool = 1\n")
     with contextlib.suppress(ConfigError):
         _resolve(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: explicit --config pyproject.toml with tool.mlaudit not a table raises "
-    "AttributeError from _from_mapping instead of ConfigError",
-    raises=AttributeError,
-    strict=True,
-)
 def test_explicit_pyproject_with_non_table_tool_mlaudit_is_config_error(tmp_path: Path) -> None:
     path = _write(tmp_path / "pyproject.toml", "[tool]\nmlaudit = 5\n")
     with pytest.raises(ConfigError):

@@ -312,42 +312,18 @@ _LOCAL, _CENTRAL = b"PK\x03\x04", b"PK\x01\x02"
         pytest.param(
             [(_CENTRAL, 6, 0xFF)],
             id="extract-version-too-high",
-            marks=pytest.mark.xfail(
-                reason="BUG: zipfile raises NotImplementedError ('zip file version 25.5'), "
-                "which _read_npz does not catch",
-                raises=NotImplementedError,
-                strict=True,
-            ),
         ),
         pytest.param(
             [(_CENTRAL, 10, 99), (_LOCAL, 8, 99)],
             id="unsupported-compression",
-            marks=pytest.mark.xfail(
-                reason="BUG: zipfile raises NotImplementedError ('That compression method is "
-                "not supported'), which _read_npz does not catch",
-                raises=NotImplementedError,
-                strict=True,
-            ),
         ),
         pytest.param(
             [(_CENTRAL, 8, 0x41), (_LOCAL, 6, 0x41)],
             id="strong-encryption",
-            marks=pytest.mark.xfail(
-                reason="BUG: zipfile raises NotImplementedError ('strong encryption'), "
-                "which _read_npz does not catch",
-                raises=NotImplementedError,
-                strict=True,
-            ),
         ),
         pytest.param(
             [(_CENTRAL, 8, 0x01), (_LOCAL, 6, 0x01)],
             id="encrypted-member",
-            marks=pytest.mark.xfail(
-                reason="BUG: zipfile raises RuntimeError ('password required for extraction'), "
-                "which _read_npz does not catch",
-                raises=RuntimeError,
-                strict=True,
-            ),
         ),
     ],
 )
@@ -360,12 +336,6 @@ def test_npz_with_unsupported_zip_features_is_input_error(
         read_dataset(path, "data", None)
 
 
-@pytest.mark.xfail(
-    reason="BUG: --target x0 on an NPZ overwrites generated feature column x0 with y "
-    "(frame[name] = labels), silently dropping a feature",
-    raises=AssertionError,
-    strict=True,
-)
 def test_npz_target_colliding_with_feature_name_does_not_drop_a_feature(tmp_path: Path) -> None:
     path = tmp_path / "train.npz"
     np.savez(path, X=np.array([[1.0, 2.0], [3.0, 4.0]]), y=np.array([0, 1]))

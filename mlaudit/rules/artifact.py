@@ -12,6 +12,9 @@ from mlaudit.sniff import ModelFormat
 
 _IMPORTING_FORMATS = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SKOPS})
 _MAX_OFFSETS = 20
+# An import whose name is only known at load time is as bad as a dangerous one; bytes the
+# scanner could not walk are unverified rather than known-bad.
+_PROBLEM_SEVERITY = {"dynamic-import": Severity.CRITICAL, "extension-import": Severity.CRITICAL}
 
 
 def _location(ctx: RuleContext, imported: ImportedName) -> Location:
@@ -92,10 +95,10 @@ class DangerousPickleImports(Rule):
             )
         for problem in inventory.problems:
             yield ctx.finding(
-                key=f"{problem.kind}",
+                key=problem.kind,
                 title=f"Unverifiable pickle content ({problem.kind})",
                 message=problem.message,
-                severity=Severity.HIGH,
+                severity=_PROBLEM_SEVERITY.get(problem.kind, Severity.HIGH),
                 confidence=Confidence.MEDIUM,
                 location=Location(ctx.subject.model.reference, pointer=f"offset {problem.offset}"),
                 evidence={"kind": problem.kind, "offset": problem.offset},
