@@ -142,9 +142,9 @@ def load_file(explicit: Path | None, cwd: Path) -> tuple[dict[str, Any], str | N
         return _from_mapping(_read_toml(dedicated), str(dedicated)), str(dedicated)
     pyproject = cwd / "pyproject.toml"
     if pyproject.is_file():
-        table = _tool_table(pyproject)
-        if table is not None:
-            return _from_mapping(table, f"{pyproject} [tool.mlaudit]"), str(pyproject)
+        tool_table = _tool_table(pyproject)
+        if tool_table is not None:
+            return _from_mapping(tool_table, f"{pyproject} [tool.mlaudit]"), str(pyproject)
     return {}, None
 
 
