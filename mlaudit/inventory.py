@@ -11,13 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlaudit.errors import InputError
-from mlaudit.scanners.pickle import MalformedPickle, PickleScan, ScanProblem, scan_file
+from mlaudit.scanners.pickle import (
+    MalformedPickle,
+    PickleScan,
+    QualifiedName,
+    ScanProblem,
+    scan_file,
+)
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
 from mlaudit.sniff import ModelFormat
 
 
 @dataclass(frozen=True)
-class ImportedName:
+class ImportedName(QualifiedName):
     """One global the file would import, where, and how the policy judges it."""
 
     module: str
@@ -25,10 +31,6 @@ class ImportedName:
     offsets: tuple[int, ...]
     opcode: str
     classification: Classification
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.module}.{self.name}"
 
 
 @dataclass(frozen=True)

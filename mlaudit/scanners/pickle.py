@@ -47,8 +47,24 @@ class MalformedPickle(ValueError):
         self.imports_before = imports_before
 
 
+class QualifiedName:
+    """Mixin for records that name a global as ``module`` plus ``name``.
+
+    The unpickler resolves dotted names attribute by attribute, so ("joblib",
+    "numpy_pickle.NumpyArrayWrapper") is the same object as the usual spelling: compare
+    qualified names, never the parts.
+    """
+
+    module: str
+    name: str
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
 @dataclass(frozen=True)
-class GlobalImport:
+class GlobalImport(QualifiedName):
     """One global that unpickling would import (and may then call)."""
 
     module: str
@@ -56,10 +72,6 @@ class GlobalImport:
     offset: int
     opcode: str
     pickle_index: int
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.module}.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -88,15 +100,9 @@ class PickleScan:
 
 
 @dataclass(eq=False)
-class _Global:
+class _Global(QualifiedName):
     module: str
     name: str
-
-    @property
-    def qualified_name(self) -> str:
-        # The unpickler resolves dotted names attribute by attribute, so ("joblib",
-        # "numpy_pickle.NumpyArrayWrapper") is the same object as the usual spelling.
-        return f"{self.module}.{self.name}"
 
 
 @dataclass(eq=False)
