@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,7 +110,11 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         extra_allowed=frozenset(settings.allow_globals),
         rule_options=settings.rules,
     )
-    audit = run_audit(subject, rules, engine_settings, out.progress)
+    # Library warnings (a model pickled by another scikit-learn version, say) belong in the
+    # report, where a reader can weigh them, not interleaved with the summary on stderr.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        audit = run_audit(subject, rules, engine_settings, out.progress)
     scorecard = score_results(audit.results)
     gate = decide_gate(
         audit.results,
@@ -126,6 +131,7 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         scorecard=scorecard,
         gate=gate,
         results=audit.results,
+        warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
     )
     renderers = [renderer_for(f) for f in dict.fromkeys(settings.format)]
     rendered = {r.filename: r.render(report) for r in renderers}

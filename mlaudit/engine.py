@@ -146,9 +146,10 @@ def _run_rule(
             f"{type(failure).__name__}: {failure}"
         )
         progress(f"{meta.id} error: {reason}")
+        # An abandoned rule may still be writing its metrics: report none rather than a torn set.
+        metrics = {} if isinstance(failure, BudgetExceeded) else dict(ctx.metrics)
         return RuleResult(
-            *base, Status.ERROR, None, reason, dict(ctx.metrics), duration_s=duration,
-            queries=queries,
+            *base, Status.ERROR, None, reason, metrics, duration_s=duration, queries=queries
         )
     ordered = tuple(sorted(findings, key=lambda f: (-f.severity.rank, f.fingerprint)))
     failed = any(f.severity >= Severity.LOW for f in ordered)

@@ -25,6 +25,7 @@ from mlaudit.scoring import GateDecision, Scorecard
 from mlaudit.subject import Subject
 
 SCHEMA_VERSION = "1.0.0"
+_MAX_WARNINGS = 50
 _RECORDED_LIBRARIES = (
     "numpy", "pandas", "scikit-learn", "joblib", "skops", "onnx", "onnxruntime", "pyarrow",
 )
@@ -159,6 +160,7 @@ def build_report(
     scorecard: Scorecard,
     gate: GateDecision,
     results: Sequence[RuleResult],
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     budgets: dict[str, JsonValue] = {
         "rule_time_s": PROFILE_BUDGETS_S[settings.profile],
@@ -181,6 +183,7 @@ def build_report(
             "budgets": budgets,
             "config": _settings_document(settings),
             "environment": environment(),
+            "warnings": list(dict.fromkeys(warnings))[:_MAX_WARNINGS],
         },
         "subject": subject_document(subject, audit),
         "results": [result_document(r) for r in results],

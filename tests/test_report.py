@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pandas as pd
 import pytest
 
 from mlaudit.report import _finite
@@ -94,3 +95,26 @@ def test_subject_binds_files_by_hash(run_cli: Runner, workspace: Workspace) -> N
 def test_non_finite_metrics_become_null() -> None:
     assert _finite({"a": [math.nan, 1.0, math.inf], "b": (2,)}) == {"a": [None, 1.0, None],
                                                                      "b": [2]}
+
+
+def test_library_warnings_go_to_the_report_not_stderr(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path
+) -> None:
+    import pickle
+
+    import sklearn
+    from sklearn.ensemble import RandomForestClassifier
+
+    train = pd.read_csv(workspace.train)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0)
+    forest.fit(train.drop(columns=[TARGET]), train[TARGET])
+    # Stamp the file as written by another scikit-learn version, as a model from a hub would be.
+    stamped = pickle.dumps(forest).replace(
+        sklearn.__version__.encode(), b"0.0.1".ljust(len(sklearn.__version__), b"0")
+    )
+    path = tmp_path / "older.pkl"
+    path.write_bytes(stamped)
+    result = run_cli("scan", path, "--data", workspace.holdout, "--target", TARGET)
+    assert result.exit_code == 0, result.stderr
+    assert "Warning" not in result.stderr
+    assert any("InconsistentVersionWarning" in w for w in result.report["run"]["warnings"])
