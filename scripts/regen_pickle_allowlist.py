@@ -34,7 +34,7 @@ HELPERS = [
     "builtins.bool", "builtins.list", "builtins.dict", "builtins.tuple", "builtins.object",
     "builtins.NotImplemented", "builtins.Ellipsis", "__builtin__.set", "__builtin__.frozenset",
     "__builtin__.slice", "__builtin__.complex", "__builtin__.bytearray", "__builtin__.object",
-    "copyreg._reconstructor", "copy_reg._reconstructor", "_codecs.encode",
+    "copyreg._reconstructor", "copy_reg._reconstructor", "_codecs.encode", "functools.partial",
     "collections.OrderedDict", "collections.defaultdict", "collections.Counter",
     "collections.deque", "datetime.datetime", "datetime.date", "datetime.timedelta",
     "datetime.timezone", "decimal.Decimal", "fractions.Fraction",
@@ -42,7 +42,8 @@ HELPERS = [
     "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
     "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
     "numpy._core.multiarray.scalar", "numpy.core.numeric._frombuffer",
-    "numpy._core.numeric._frombuffer", "numpy.ma.core._mareconstruct",
+    "numpy._core.numeric._frombuffer", "numpy.ma.core._mareconstruct", "numpy.ma.MaskedArray",
+    "numpy.ma.core.MaskedArray",
     "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__bit_generator_ctor",
     "numpy.random._pickle.__generator_ctor", "numpy.random.mtrand.RandomState",
     "numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
@@ -60,18 +61,57 @@ HELPERS = [
 ]
 
 
+def _helper_classes() -> set[str]:
+    """Non-estimator classes fitted models keep: CV splitters, scorers, result bunches."""
+    from sklearn.metrics import _scorer
+    from sklearn.model_selection import _split
+    from sklearn.utils import Bunch
+
+    classes: list[type] = [Bunch, _scorer._PassthroughScorer, _scorer._Scorer]
+    classes += [
+        cls for cls in vars(_split).values()
+        if isinstance(cls, type) and issubclass(cls, (_split.BaseCrossValidator,
+                                                      _split.BaseShuffleSplit))
+        and cls.__module__ == _split.__name__ and not cls.__name__.startswith("_")
+    ]
+    return {f"{cls.__module__}.{cls.__qualname__}" for cls in classes}
+
+
+def _meta_estimators() -> list[object]:
+    """Composite models whose fitted state holds helpers no single estimator does."""
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+        StackingClassifier,
+        VotingClassifier,
+    )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    base = [("lr", LogisticRegression(max_iter=200)), ("rf", RandomForestClassifier(5))]
+    return [
+        GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}),
+        RandomizedSearchCV(LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}, n_iter=2),
+        VotingClassifier(base, voting="soft"),
+        StackingClassifier(base),
+        HistGradientBoostingClassifier(max_iter=5, categorical_features=[1]),
+    ]
+
+
 def estimator_globals() -> set[str]:
     names = {f"{cls.__module__}.{cls.__qualname__}" for _, cls in all_estimators()}
+    names |= _helper_classes()
     features, labels = load_breast_cancer(return_X_y=True)
     features, labels = features[:200], labels[:200]
+    features[:, 1] = (features[:, 1] > features[:, 1].mean()).astype(float)  # a categorical
     warnings.filterwarnings("ignore")
-    for _, cls in all_estimators():
+    candidates = [cls() for _, cls in _constructible()] + _meta_estimators()
+    for model in candidates:
         try:
-            model = cls()
             try:
-                model.fit(features, labels)
-            except Exception:  # unsupervised estimators, or ones that need parameters
-                model.fit(features)
+                model.fit(features, labels)  # type: ignore[attr-defined]
+            except Exception:  # unsupervised estimators
+                model.fit(features)  # type: ignore[attr-defined]
         except Exception:  # noqa: S112 - estimators that need parameters are covered by name
             continue
         buffer = io.BytesIO()
@@ -79,6 +119,17 @@ def estimator_globals() -> set[str]:
         for stream in (buffer.getvalue(), pickle.dumps(model, protocol=2)):
             names.update(found.qualified_name for found in scan_bytes(stream).imports)
     return names
+
+
+def _constructible() -> list[tuple[str, type]]:
+    found = []
+    for name, cls in all_estimators():
+        try:
+            cls()
+        except TypeError:  # needs constructor arguments; covered by name
+            continue
+        found.append((name, cls))
+    return found
 
 
 def main() -> None:

@@ -257,6 +257,7 @@ def _fitted(kind: str) -> Any:
         ensemble,
         impute,
         linear_model,
+        model_selection,
         naive_bayes,
         neighbors,
         neural_network,
@@ -320,12 +321,31 @@ def _fitted(kind: str) -> Any:
                 ("clf", ensemble.HistGradientBoostingClassifier(max_iter=5)),
             ]
         ),
+        # Composite models keep helpers no single estimator does: CV splitters, scorers,
+        # masked arrays in cv_results_, Bunch, partial-wrapped validation functions.
+        "grid_search": lambda: model_selection.GridSearchCV(
+            linear_model.LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}, cv=3
+        ),
+        "voting": lambda: ensemble.VotingClassifier(
+            [("lr", linear_model.LogisticRegression()), ("nb", naive_bayes.GaussianNB())],
+            voting="soft",
+        ),
+        "stacking": lambda: ensemble.StackingClassifier(
+            [("lr", linear_model.LogisticRegression()), ("nb", naive_bayes.GaussianNB())], cv=3
+        ),
+        "hist_gradient_boosting_categorical": lambda: ensemble.HistGradientBoostingRegressor(
+            max_iter=5, categorical_features=[0]
+        ),
     }
     model = estimators[kind]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind.startswith("pipeline_column"):
             model.fit(frame, labels)
+        elif kind == "hist_gradient_boosting_categorical":
+            categorical = features.copy()
+            categorical[:, 0] = categorical[:, 0] > 0
+            model.fit(categorical, labels)
         elif kind in ("kmeans", "pca"):
             model.fit(features)
         elif kind.endswith("regressor") or kind == "ridge":
@@ -381,7 +401,8 @@ _ESTIMATOR_KINDS = [
     "gradient_boosting", "gradient_boosting_regressor", "hist_gradient_boosting",
     "hist_gradient_boosting_regressor", "svc", "mlp", "kmeans", "decision_tree", "knn",
     "gaussian_nb", "pca", "pipeline_scaler_svc", "pipeline_column_transformer",
-    "pipeline_column_transformer_hgb",
+    "pipeline_column_transformer_hgb", "grid_search", "voting", "stacking",
+    "hist_gradient_boosting_categorical",
 ]
 
 def _joblib_of(make: Callable[[], object], protocol: int | None = None) -> bytes:
