@@ -16,6 +16,7 @@ import math
 import mmap
 import pickletools
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ _DTYPE_GLOBALS: Final = frozenset(
 )
 _FLEXIBLE_KINDS: Final = frozenset("SUVa")
 _MAX_NESTED_ARRAYS: Final = 32
+MAX_STACK: Final = 1_000_000
+MAX_MEMO: Final = 10_000_000
+_CHECK_EVERY: Final = 65_536
+DEFAULT_SCAN_SECONDS: Final = 300.0
 _DTYPE_CODE: Final = re.compile(r"^[<>|=]?[?bBhHiIlLqQpPefdgFDGmMOSUVcua]\d*(\[\w+\])?$")
 _NPY_ITEM_HASOBJECT: Final = 0x01
 
@@ -118,8 +123,15 @@ class _Walker:
     """Walks one file (or buffer) holding one or more consecutive pickles."""
 
     def __init__(
-        self, stream: IO[bytes], size: int, *, joblib_framing: bool = True, depth: int = 0
+        self,
+        stream: IO[bytes],
+        size: int,
+        *,
+        joblib_framing: bool = True,
+        depth: int = 0,
+        deadline: float | None = None,
     ) -> None:
+        self._deadline = deadline
         self._stream = stream
         self._size = size
         self._joblib_framing = joblib_framing
@@ -157,10 +169,19 @@ class _Walker:
 
     def _walk_one(self) -> None:
         frame = _Frame()
-        for opcode, arg, pos in _ops(self._stream):
+        for count, (opcode, arg, pos) in enumerate(_ops(self._stream, self._size)):
             self._step(opcode, arg, pos if pos is not None else -1, frame)
             if opcode.name == "STOP":
                 return
+            if count % _CHECK_EVERY == 0:
+                self._check_limits(frame, pos if pos is not None else -1)
+
+    def _check_limits(self, frame: _Frame, pos: int) -> None:
+        """Bound time and memory: a hostile stream must not hang or exhaust the scanner."""
+        if len(frame.stack) > MAX_STACK or len(frame.memo) > MAX_MEMO:
+            raise _StreamError("the stack or memo grows past the scanner's limits", pos)
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise _StreamError("scanning ran past its time budget", pos)
 
     def _step(self, opcode: pickletools.OpcodeInfo, arg: object, pos: int, frame: _Frame) -> None:
         name = opcode.name
@@ -250,7 +271,9 @@ class _Walker:
             # joblib writes object arrays as a nested pickle: walk it like any other.
             if self._depth >= _MAX_NESTED_ARRAYS:
                 raise _StreamError("joblib object arrays nested too deeply", pos)
-            nested = _Walker(self._stream, self._size, depth=self._depth + 1)
+            nested = _Walker(
+                self._stream, self._size, depth=self._depth + 1, deadline=self._deadline
+            )
             nested._pickle_index = self._pickle_index
             nested._walk_one()
             self.imports.extend(nested.imports)
@@ -374,11 +397,59 @@ class _StreamError(Exception):
         self.offset = offset
 
 
-def _ops(stream: IO[bytes]) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
-    """``pickletools.genops`` with its errors turned into offsets we can report."""
+_LENGTH_PREFIXED: Final = {
+    # opcode byte -> (name, width of its little-endian length field)
+    b"B": ("BINBYTES", 4), b"\x8e": ("BINBYTES8", 8), b"\x96": ("BYTEARRAY8", 8),
+    b"X": ("BINUNICODE", 4), b"\x8d": ("BINUNICODE8", 8), b"T": ("BINSTRING", 4),
+}
+_OPCODES_BY_NAME: Final = {op.name: op for op in pickletools.opcodes}
+LARGE_ARGUMENT_BYTES: Final = 1 << 20
+
+
+class _Large:
+    """A bytes or text argument too long to be a name: skipped, never read into memory."""
+
+
+_LARGE_VALUE: Final = _Large()
+
+
+def _skip_large_argument(stream: IO[bytes], size: int) -> tuple[pickletools.OpcodeInfo, int] | None:
+    """Step over a length-prefixed argument of LARGE_ARGUMENT_BYTES or more without reading it.
+
+    ``genops`` reads every argument into memory; a declared length of gigabytes (real, in a
+    big array, or a lie) would cost that much memory. Returns the opcode and its offset when
+    it skipped one, None to let ``genops`` decode the next opcode.
+    """
+    position = stream.tell()
+    code = stream.read(1)
+    spec = _LENGTH_PREFIXED.get(code)
+    if spec is None:
+        stream.seek(position)
+        return None
+    name, width = spec
+    field = stream.read(width)
+    length = int.from_bytes(field, "little", signed=False) if len(field) == width else 0
+    if length < LARGE_ARGUMENT_BYTES:
+        stream.seek(position)
+        return None
+    end = position + 1 + width + length
+    if end > size:
+        raise _StreamError(f"{name} declares {length} bytes, past the end of the data", position)
+    stream.seek(end)
+    return _OPCODES_BY_NAME[name], position
+
+
+def _ops(
+    stream: IO[bytes], size: int
+) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
+    """``pickletools.genops`` with large arguments skipped and errors given offsets."""
     operations = pickletools.genops(stream)
     while True:
         position = stream.tell()
+        skipped = _skip_large_argument(stream, size)
+        if skipped is not None:
+            yield skipped[0], _LARGE_VALUE, skipped[1]
+            continue
         try:
             item = next(operations)
         except StopIteration:
@@ -511,14 +582,16 @@ def _dtype_layout(dtype: object) -> tuple[int, bool] | None:
     return itemsize, bool(flags & _NPY_ITEM_HASOBJECT)
 
 
-def _plain_pickle_view(stream: IO[bytes], size: int) -> list[GlobalImport]:
+def _plain_pickle_view(
+    stream: IO[bytes], start: int, size: int, deadline: float
+) -> list[GlobalImport]:
     """Imports that ``pickle.load`` would meet if it ignored joblib's framing.
 
     joblib reads array bytes raw, but ``pickle.load`` on the same file runs them as opcodes,
     so a file is only as safe as the worse of the two readings.
     """
-    stream.seek(0)
-    walker = _Walker(stream, size, joblib_framing=False)
+    stream.seek(start)
+    walker = _Walker(stream, size, joblib_framing=False, deadline=deadline)
     # One pickle.load call: it returns at the first STOP it meets, or raises where the bytes
     # stop decoding, having run only what was recorded up to there.
     with contextlib.suppress(_StreamError):
@@ -526,8 +599,18 @@ def _plain_pickle_view(stream: IO[bytes], size: int) -> list[GlobalImport]:
     return walker.imports
 
 
-def scan_stream(stream: IO[bytes], size: int) -> PickleScan:
-    walker = _Walker(stream, size)
+def scan_stream(
+    stream: IO[bytes], size: int, *, time_budget_s: float = DEFAULT_SCAN_SECONDS
+) -> PickleScan:
+    """Scan the pickles from the stream's position to ``size`` (an absolute end offset).
+
+    Raises :class:`MalformedPickle` when the first pickle cannot be walked: truncated,
+    corrupt, or past the time and memory limits that keep a hostile file from exhausting the
+    scanner.
+    """
+    start = stream.tell()
+    deadline = time.monotonic() + time_budget_s
+    walker = _Walker(stream, size, deadline=deadline)
     try:
         count = walker.run()
     except RecursionError:
@@ -540,7 +623,7 @@ def scan_stream(stream: IO[bytes], size: int) -> PickleScan:
         seen = {(i.module, i.name, i.offset) for i in imports}
         imports += [
             i
-            for i in _plain_pickle_view(stream, size)
+            for i in _plain_pickle_view(stream, start, size, deadline)
             if (i.module, i.name, i.offset) not in seen
             and classify(i.module, i.name).verdict is Verdict.DANGEROUS
         ]
@@ -554,15 +637,15 @@ def scan_stream(stream: IO[bytes], size: int) -> PickleScan:
     )
 
 
-def scan_bytes(data: bytes) -> PickleScan:
-    return scan_stream(io.BytesIO(data), len(data))
+def scan_bytes(data: bytes, *, time_budget_s: float = DEFAULT_SCAN_SECONDS) -> PickleScan:
+    return scan_stream(io.BytesIO(data), len(data), time_budget_s=time_budget_s)
 
 
-def scan_file(path: Path) -> PickleScan:
+def scan_file(path: Path, *, time_budget_s: float = DEFAULT_SCAN_SECONDS) -> PickleScan:
     """Scan a file through a read-only memory map, so multi-GB files are not read into memory."""
     with path.open("rb") as handle:
         size = path.stat().st_size
         if size == 0:
             raise MalformedPickle("the file is empty", 0, ())
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return scan_stream(mapped, size)  # type: ignore[arg-type]
+            return scan_stream(mapped, size, time_budget_s=time_budget_s)  # type: ignore[arg-type]

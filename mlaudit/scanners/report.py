@@ -1,0 +1,63 @@
+"""What a format scanner reports: issues for the MLA1xx rules and the pickles it found inside.
+
+Every format scanner (archives, PyTorch, NumPy, compressed joblib, Keras, ONNX, safetensors,
+model folders) returns a :class:`FormatReport`. The inventory merges them, the MLA1xx rules turn
+them into findings, and the load gate reads the same merged report, so no scanner talks to the
+rules or the gate directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mlaudit.findings import JsonValue, Severity
+from mlaudit.scanners.pickle import PickleScan
+
+# Limits that keep a hostile file from exhausting the scanner. Each is a finding when hit.
+MAX_DECOMPRESSED_BYTES = 32 * 1024**3
+MAX_COMPRESSION_RATIO = 200.0
+MAX_ARCHIVE_MEMBERS = 100_000
+MAX_JSON_HEADER_BYTES = 100 * 1024**2
+
+
+@dataclass(frozen=True)
+class ArtifactIssue:
+    """One problem found in a model file's structure, for rule ``rule_id`` to report.
+
+    ``key`` identifies the issue stably across runs (it feeds the fingerprint): the kind of
+    problem and the name it concerns, never a byte offset.
+    """
+
+    rule_id: str
+    key: str
+    title: str
+    message: str
+    severity: Severity
+    member: str | None = None
+    pointer: str | None = None
+    evidence: Mapping[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbeddedPickle:
+    """A pickle stream found inside the artifact, at ``member`` (None: the file itself)."""
+
+    member: str | None
+    scan: PickleScan
+
+
+@dataclass(frozen=True)
+class FormatReport:
+    format_detail: str
+    issues: tuple[ArtifactIssue, ...] = ()
+    pickles: tuple[EmbeddedPickle, ...] = ()
+    members: int = 0
+
+    def merged(self, other: FormatReport) -> FormatReport:
+        return FormatReport(
+            self.format_detail,
+            self.issues + other.issues,
+            self.pickles + other.pickles,
+            self.members + other.members,
+        )
