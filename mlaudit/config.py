@@ -8,6 +8,7 @@ is silently ignored is a gate that silently does not gate.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -72,7 +73,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
     if key == "seed":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
             return int(value)
         raise ConfigError(f"{origin}: seed must be an integer, not {value!r}")
     if key == "min_score":

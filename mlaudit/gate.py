@@ -16,6 +16,8 @@ from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 from mlaudit.subject import ModelArtifact
 
+_INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA107"})
+
 
 class LoadStatus(enum.Enum):
     ALLOWED = "allowed"
@@ -36,6 +38,10 @@ class LoadDecision:
         return "; ".join(self.reasons)
 
 
+def _member_text(member: str | None) -> str:
+    return f" in {member}" if member else ""
+
+
 def _offset_text(offsets: Sequence[int]) -> str:
     return f" at offset {offsets[0]}" if offsets and offsets[0] >= 0 else ""
 
@@ -44,20 +50,29 @@ def decide(
     artifact: ModelArtifact, artifact_results: Sequence[RuleResult], *, trust_model: bool
 ) -> LoadDecision:
     reasons: list[str] = []
-    for name in artifact.inventory.names:
+    inventory = artifact.inventory
+    for name in inventory.names:
         verdict = name.classification.verdict
+        where = f"{_member_text(name.member)}{_offset_text(name.offsets)}"
         if verdict is Verdict.DANGEROUS:
             reasons.append(
-                f"MLA101 {name.qualified_name}{_offset_text(name.offsets)} "
-                f"({name.classification.reason})"
+                f"MLA101 {name.qualified_name}{where} ({name.classification.reason})"
             )
         elif verdict is Verdict.UNLISTED:
-            reasons.append(f"MLA102 {name.qualified_name}{_offset_text(name.offsets)} (unlisted)")
-    for problem in artifact.inventory.problems:
-        reasons.append(f"MLA101 {problem.kind} at offset {problem.offset}")
+            reasons.append(f"MLA102 {name.qualified_name}{where} (unlisted)")
+    for located in inventory.problems:
+        reasons.append(
+            f"MLA101 {located.problem.kind}{_member_text(located.member)} "
+            f"at offset {located.problem.offset}"
+        )
+    for issue in inventory.issues:
+        if issue.severity >= Severity.HIGH:
+            reasons.append(f"{issue.rule_id} {issue.title}{_member_text(issue.member)}")
     for result in artifact_results:
         for finding in result.findings:
-            if finding.severity >= Severity.HIGH and finding.rule_id not in {"MLA101", "MLA102"}:
+            # Inventory-backed rules are judged above from the inventory itself, so their
+            # verdict holds whether or not they were selected.
+            if finding.severity >= Severity.HIGH and finding.rule_id not in _INVENTORY_RULES:
                 reasons.append(f"{finding.rule_id} {finding.title}")
     if trust_model:
         return LoadDecision(

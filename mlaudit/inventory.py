@@ -1,4 +1,4 @@
-"""The static inventory of what loading a model file would import, for every format that imports.
+"""The static inventory of a model file: what loading it would import, and what else is wrong.
 
 The load gate and the MLA1xx rules read the same inventory, so deselecting a rule can never
 open the gate: the gate does not depend on which rules run.
@@ -6,8 +6,8 @@ open the gate: the gate does not depend on which rules run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlaudit.errors import InputError
@@ -19,65 +19,109 @@ from mlaudit.scanners.pickle import (
     scan_file,
 )
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
+from mlaudit.scanners.report import ArtifactIssue, EmbeddedPickle, FormatReport
 from mlaudit.sniff import ModelFormat
 
 
 @dataclass(frozen=True)
 class ImportedName(QualifiedName):
-    """One global the file would import, where, and how the policy judges it."""
+    """One global the file would import, where, and how the policy judges it.
+
+    ``member`` is the path inside an archive or folder, None for the file itself.
+    """
 
     module: str
     name: str
+    member: str | None
     offsets: tuple[int, ...]
     opcode: str
     classification: Classification
 
 
 @dataclass(frozen=True)
+class LocatedProblem:
+    member: str | None
+    problem: ScanProblem
+
+
+@dataclass(frozen=True)
 class ImportInventory:
     names: tuple[ImportedName, ...] = ()
-    problems: tuple[ScanProblem, ...] = ()
-    pickle_scan: PickleScan | None = field(default=None, compare=False)
-    extra_allowed: frozenset[str] = frozenset()
+    problems: tuple[LocatedProblem, ...] = ()
+    issues: tuple[ArtifactIssue, ...] = ()
+    pickles: tuple[EmbeddedPickle, ...] = ()
+    format_detail: str = ""
 
     def with_verdict(self, verdict: Verdict) -> tuple[ImportedName, ...]:
         return tuple(n for n in self.names if n.classification.verdict is verdict)
 
+    def issues_for(self, rule_id: str) -> tuple[ArtifactIssue, ...]:
+        return tuple(i for i in self.issues if i.rule_id == rule_id)
+
+    @property
+    def is_joblib(self) -> bool:
+        return any(p.member is None and p.scan.is_joblib for p in self.pickles)
+
     def reclassified(self, extra_allowed: frozenset[str]) -> ImportInventory:
         """The same inventory judged with user-allowed globals (``allow_globals`` in config)."""
         names = tuple(
-            ImportedName(
-                n.module, n.name, n.offsets, n.opcode, classify(n.module, n.name, extra_allowed)
-            )
+            replace(n, classification=classify(n.module, n.name, extra_allowed))
             for n in self.names
         )
-        return ImportInventory(names, self.problems, self.pickle_scan, extra_allowed)
+        return replace(self, names=names)
+
+
+Scanner = Callable[[Path], FormatReport]
 
 
 def take_inventory(path: Path, model_format: ModelFormat) -> ImportInventory:
     if model_format.pickle_based:
-        return _pickle_inventory(path)
-    if model_format is ModelFormat.SKOPS:
+        report = FormatReport("pickle", pickles=(EmbeddedPickle(None, _scan_top_pickle(path)),))
+    elif model_format is ModelFormat.SKOPS:
         return _skops_inventory(path)
-    return ImportInventory()
+    else:
+        scanner = FORMAT_SCANNERS.get(model_format)
+        if scanner is None:
+            return ImportInventory(format_detail=model_format.value)
+        report = scanner(path)
+    return inventory_from(report)
 
 
-def _group(found: Iterable[tuple[str, str, int, str]]) -> tuple[ImportedName, ...]:
-    """One entry per distinct import, with every offset it occurs at, in stream order."""
-    offsets: dict[tuple[str, str], list[int]] = {}
-    opcodes: dict[tuple[str, str], str] = {}
-    for module, name, offset, opcode in found:
-        offsets.setdefault((module, name), []).append(offset)
-        opcodes.setdefault((module, name), opcode)
-    return tuple(
-        ImportedName(module, name, tuple(where), opcodes[(module, name)], classify(module, name))
-        for (module, name), where in offsets.items()
+def inventory_from(report: FormatReport) -> ImportInventory:
+    found = [
+        (embedded.member, i.module, i.name, i.offset, i.opcode)
+        for embedded in report.pickles
+        for i in embedded.scan.imports
+    ]
+    problems = tuple(
+        LocatedProblem(embedded.member, problem)
+        for embedded in report.pickles
+        for problem in embedded.scan.problems
+    )
+    return ImportInventory(
+        _group(found), problems, report.issues, report.pickles, report.format_detail
     )
 
 
-def _pickle_inventory(path: Path) -> ImportInventory:
+def _group(
+    found: Iterable[tuple[str | None, str, str, int, str]],
+) -> tuple[ImportedName, ...]:
+    """One entry per distinct import per member, with every offset it occurs at, in order."""
+    offsets: dict[tuple[str | None, str, str], list[int]] = {}
+    opcodes: dict[tuple[str | None, str, str], str] = {}
+    for member, module, name, offset, opcode in found:
+        offsets.setdefault((member, module, name), []).append(offset)
+        opcodes.setdefault((member, module, name), opcode)
+    return tuple(
+        ImportedName(module, name, member, tuple(where), opcodes[key], classify(module, name))
+        for key, where in offsets.items()
+        for member, module, name in [key]
+    )
+
+
+def _scan_top_pickle(path: Path) -> PickleScan:
     try:
-        scan = scan_file(path)
+        return scan_file(path)
     except MalformedPickle as error:
         dangerous = [
             i.qualified_name
@@ -88,8 +132,6 @@ def _pickle_inventory(path: Path) -> ImportInventory:
         raise InputError(
             f"{path} is not a valid pickle stream: {error} at byte {error.offset}{warning}"
         ) from None
-    names = _group((i.module, i.name, i.offset, i.opcode) for i in scan.imports)
-    return ImportInventory(names, scan.problems, scan)
 
 
 def _skops_inventory(path: Path) -> ImportInventory:
@@ -107,5 +149,8 @@ def _skops_inventory(path: Path) -> ImportInventory:
     found = []
     for qualified in untrusted:
         module, _, name = qualified.rpartition(".")
-        found.append((module, name, -1, "skops-type"))
-    return ImportInventory(_group(found))
+        found.append((None, module, name, -1, "skops-type"))
+    return ImportInventory(_group(found), format_detail="skops")
+
+
+FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {}

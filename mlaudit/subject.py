@@ -67,8 +67,7 @@ def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> M
     inventory = take_inventory(path, model_format)
     if extra_allowed:
         inventory = inventory.reclassified(extra_allowed)
-    scan = inventory.pickle_scan
-    if model_format is ModelFormat.PICKLE and scan is not None and scan.is_joblib:
+    if model_format is ModelFormat.PICKLE and inventory.is_joblib:
         model_format = ModelFormat.JOBLIB
     return ModelArtifact(reference, path, model_format, sha256_file(path), size, inventory)
 

@@ -48,10 +48,10 @@ def test_trust_model_overrides_but_keeps_the_reasons(tmp_path: Path) -> None:
 
 def test_high_finding_of_any_artifact_rule_blocks(tmp_path: Path) -> None:
     artifact = open_model(str(write(tmp_path, [1, 2])))
-    finding = Finding("MLA103", "Zip slip", "m", Severity.HIGH, Confidence.HIGH,
+    finding = Finding("MLA150", "Plugin says no", "m", Severity.HIGH, Confidence.HIGH,
                       Location("model"), "f" * 32)
-    result = RuleResult("MLA103", "Archive tricks", "artifact", Status.FAILED, 60,
+    result = RuleResult("MLA150", "A third-party artifact rule", "artifact", Status.FAILED, 60,
                         findings=(finding,))
     decision = decide(artifact, [result], trust_model=False)
     assert decision.status is LoadStatus.BLOCKED
-    assert decision.reasons == ("MLA103 Zip slip",)
+    assert decision.reasons == ("MLA150 Plugin says no",)

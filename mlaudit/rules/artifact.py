@@ -11,17 +11,39 @@ from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 
 _IMPORTING_FORMATS = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SKOPS})
+
+
+def issue_findings(ctx: RuleContext) -> Iterator[Finding]:
+    """Findings for the structural issues that format scanners filed under this rule's id."""
+    for issue in ctx.subject.model.inventory.issues_for(ctx.meta.id):
+        pointer = _pointer(issue.member, issue.pointer) if issue.pointer else issue.member
+        yield ctx.finding(
+            key=issue.key,
+            title=issue.title,
+            message=issue.message,
+            severity=issue.severity,
+            location=Location(ctx.subject.model.reference, pointer=pointer),
+            evidence={"member": issue.member, **dict(issue.evidence)},
+        )
 _MAX_OFFSETS = 20
 # An import whose name is only known at load time is as bad as a dangerous one; bytes the
 # scanner could not walk are unverified rather than known-bad.
 _PROBLEM_SEVERITY = {"dynamic-import": Severity.CRITICAL, "extension-import": Severity.CRITICAL}
 
 
+def _pointer(member: str | None, pointer: str) -> str:
+    return f"{member} {pointer}" if member else pointer
+
+
 def _location(ctx: RuleContext, imported: ImportedName) -> Location:
     first = imported.offsets[0] if imported.offsets else -1
-    return Location(
-        artifact=ctx.subject.model.reference,
-        pointer=f"offset {first}" if first >= 0 else f"type {imported.qualified_name}",
+    pointer = f"offset {first}" if first >= 0 else f"type {imported.qualified_name}"
+    return Location(ctx.subject.model.reference, pointer=_pointer(imported.member, pointer))
+
+
+def _key(imported: ImportedName) -> str:
+    return f"{imported.member}:{imported.qualified_name}" if imported.member else (
+        imported.qualified_name
     )
 
 
@@ -29,6 +51,7 @@ def _evidence(imported: ImportedName) -> dict[str, object]:
     offsets = [o for o in imported.offsets if o >= 0]
     return {
         "import": imported.qualified_name,
+        "member": imported.member,
         "opcode": imported.opcode,
         "offsets": offsets[:_MAX_OFFSETS],
         "occurrences": len(imported.offsets),
@@ -39,10 +62,12 @@ def _evidence(imported: ImportedName) -> dict[str, object]:
 def _record_inventory_metrics(ctx: RuleContext) -> None:
     inventory = ctx.subject.model.inventory
     ctx.metrics["imports"] = len(inventory.names)
-    if inventory.pickle_scan is not None:
-        ctx.metrics["pickles"] = inventory.pickle_scan.pickles
-        ctx.metrics["protocol"] = inventory.pickle_scan.protocol
-        ctx.metrics["joblib_arrays"] = inventory.pickle_scan.joblib_arrays
+    scans = [embedded.scan for embedded in inventory.pickles]
+    if scans:
+        ctx.metrics["pickle_streams"] = len(scans)
+        ctx.metrics["pickles"] = sum(scan.pickles for scan in scans)
+        ctx.metrics["protocol"] = max(scan.protocol for scan in scans)
+        ctx.metrics["joblib_arrays"] = sum(scan.joblib_arrays for scan in scans)
 
 
 class DangerousPickleImports(Rule):
@@ -85,7 +110,7 @@ class DangerousPickleImports(Rule):
         inventory = ctx.subject.model.inventory
         for imported in inventory.with_verdict(Verdict.DANGEROUS):
             yield ctx.finding(
-                key=imported.qualified_name,
+                key=_key(imported),
                 title=f"Imports {imported.qualified_name}",
                 message=f"loading this file imports {imported.qualified_name}: "
                 f"{imported.classification.reason}",
@@ -93,17 +118,23 @@ class DangerousPickleImports(Rule):
                 evidence=_evidence(imported),  # type: ignore[arg-type]
                 cwe=("CWE-502",),
             )
-        for problem in inventory.problems:
+        for located in inventory.problems:
+            problem = located.problem
+            member = located.member
             yield ctx.finding(
-                key=problem.kind,
+                key=f"{member}:{problem.kind}" if member else problem.kind,
                 title=f"Unverifiable pickle content ({problem.kind})",
                 message=problem.message,
                 severity=_PROBLEM_SEVERITY.get(problem.kind, Severity.HIGH),
                 confidence=Confidence.MEDIUM,
-                location=Location(ctx.subject.model.reference, pointer=f"offset {problem.offset}"),
-                evidence={"kind": problem.kind, "offset": problem.offset},
+                location=Location(
+                    ctx.subject.model.reference,
+                    pointer=_pointer(member, f"offset {problem.offset}"),
+                ),
+                evidence={"kind": problem.kind, "offset": problem.offset, "member": member},
                 cwe=("CWE-502",),
             )
+        yield from issue_findings(ctx)
 
 
 class UnlistedPickleImports(Rule):
@@ -144,7 +175,7 @@ class UnlistedPickleImports(Rule):
         _record_inventory_metrics(ctx)
         for imported in ctx.subject.model.inventory.with_verdict(Verdict.UNLISTED):
             yield ctx.finding(
-                key=imported.qualified_name,
+                key=_key(imported),
                 title=f"Imports {imported.qualified_name}, which is not on the allowlist",
                 message=f"loading this file imports {imported.qualified_name}, which nobody has "
                 "reviewed as safe; the load gate will not load the file",
