@@ -184,3 +184,152 @@ class UnlistedPickleImports(Rule):
                 evidence=_evidence(imported),  # type: ignore[arg-type]
                 cwe=("CWE-502",),
             )
+
+
+class _StructuralIssueRule(Rule):
+    """Base for rules whose findings are the structural issues format scanners filed."""
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        ctx.metrics["format"] = ctx.subject.model.inventory.format_detail
+        yield from issue_findings(ctx)
+
+
+class ArchiveTricks(_StructuralIssueRule):
+    """Archive and path tricks in zip- and tar-based model files.
+
+    **What it checks**: the directory of every zip and tar container mlaudit reads (PyTorch
+    checkpoints, Keras ``.keras``, skops, NPZ, tar archives) and every path a model file
+    refers to (ONNX external data): members whose names climb out of the extraction folder
+    (``../``) or are absolute, symbolic and hard links, device files, decompression bombs (a
+    compression ratio or an absolute size past mlaudit's caps), members whose declared size
+    disagrees with their content, duplicate names where a later member shadows an earlier
+    one, and more members than any model needs. Compressed joblib files are decompressed as a
+    stream under the same caps.
+
+    **Why it matters**: extracting such an archive writes outside the folder it was meant for
+    (overwriting a shell profile or a Python module is code execution), fills the disk, or
+    hides a second payload behind a name a reviewer already checked. Tools disagree on which
+    of two duplicate names wins, so the member one tool inspected may not be the one another
+    loads.
+
+    **How to fix**: do not extract or load the file. Re-export the model from its source with
+    the library's own save function; a legitimate checkpoint never needs these constructs.
+
+    **Options**: none. The caps are part of mlaudit (32 GiB decompressed, ratio 200).
+    """
+
+    meta = RuleMeta(
+        id="MLA103",
+        name="Archive and path tricks",
+        family=Family.ARTIFACT,
+        severity=Severity.HIGH,
+        requires=frozenset({Requirement.ARTIFACT}),
+    )
+
+
+class CodeCarryingLayers(_StructuralIssueRule):
+    """Layers and operators that carry or call code.
+
+    **What it checks**: reads the model's architecture statically, without importing Keras,
+    TensorFlow or PyTorch: Keras ``Lambda`` layers (which hold marshalled Python bytecode)
+    and other layers that name a Python module to import, in ``.keras`` archives and legacy
+    HDF5 ``.h5`` files; ONNX nodes in operator domains that are neither standard nor defined
+    inside the model (they need a native or Python custom-operator library); TorchScript code
+    carried in PyTorch archives.
+
+    **Why it matters**: this code runs when the model is loaded or called, with the rights of
+    whoever runs it. Keras refuses Lambda layers only in ``safe_mode``, which many loading
+    scripts switch off; a custom ONNX domain means the model does nothing until someone
+    registers a library of unknown provenance.
+
+    **How to fix**: replace Lambda layers with built-in layers or registered, reviewed custom
+    layers whose code ships in your package; export ONNX models with standard operators only.
+    If the code is yours and reviewed, waive the finding with a reason.
+
+    **Options**: none.
+    """
+
+    meta = RuleMeta(
+        id="MLA104",
+        name="Layers or operators that carry code",
+        family=Family.ARTIFACT,
+        severity=Severity.HIGH,
+        requires=frozenset({Requirement.ARTIFACT}),
+    )
+
+
+class MalformedStructure(_StructuralIssueRule):
+    """Malformed or inconsistent model file structure.
+
+    **What it checks**: the structural rules of each format, checked by mlaudit's own parsers
+    rather than the loading library's: safetensors headers (size, JSON, dtypes, shapes,
+    offsets that overlap, run past the data or leave unreferenced bytes), NumPy ``.npy``
+    headers, PyTorch archives without their pickle, ONNX protobufs that do not parse, Keras
+    configurations that are not valid JSON, and embedded pickles that cannot be walked.
+
+    **Why it matters**: parsers disagree on malformed input. Bytes one tool ignores can be
+    the payload another reads; a header that lies about sizes is how scanners are made to
+    skip content and loaders made to crash or over-allocate.
+
+    **How to fix**: re-export the file with the format's reference library. A file written by
+    that library never has these defects.
+
+    **Options**: none.
+    """
+
+    meta = RuleMeta(
+        id="MLA107",
+        name="Malformed model file structure",
+        family=Family.ARTIFACT,
+        severity=Severity.HIGH,
+        requires=frozenset({Requirement.ARTIFACT}),
+    )
+
+
+_SAFER_FORMAT = {
+    ModelFormat.PICKLE: "skops (scikit-learn) or ONNX",
+    ModelFormat.JOBLIB: "skops (scikit-learn) or ONNX",
+}
+
+
+class PickleWhereSafeWouldServe(Rule):
+    """A pickle-based format where a format without code would serve.
+
+    **What it checks**: whether the model is stored in a pickle-based format (pickle, joblib,
+    PyTorch checkpoints, NumPy object arrays) although a format that cannot carry code exists
+    for it: skops or ONNX for scikit-learn models, safetensors for PyTorch weights.
+
+    **Why it matters**: every consumer of a pickle-based file must trust it completely or
+    scan it as mlaudit does; most loading code does neither. Publishing in a safe format
+    removes the whole class of attack for everyone downstream.
+
+    **How to fix**: save scikit-learn models with ``skops.io.dump`` or convert them with
+    ``skl2onnx``; save PyTorch weights with ``safetensors.torch.save_file`` and keep the
+    architecture in code.
+
+    **Options**: none.
+    """
+
+    meta = RuleMeta(
+        id="MLA105",
+        name="Pickle-based format where a safe one would serve",
+        family=Family.ARTIFACT,
+        severity=Severity.LOW,
+        requires=frozenset({Requirement.ARTIFACT}),
+    )
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        model_format = ctx.subject.model.format
+        ctx.metrics["format"] = model_format.value
+        safer = _SAFER_FORMAT.get(model_format)
+        if safer is None:
+            return
+        yield ctx.finding(
+            key=model_format.value,
+            title=f"Stored as {model_format.value}, a format that can carry code",
+            message=f"this model is stored as {model_format.value}, which runs code when "
+            f"loaded; {safer} would carry the same model without that risk",
+            location=Location(ctx.subject.model.reference),
+            evidence={"format": model_format.value, "safer_formats": safer},
+            cwe=("CWE-502",),
+        )

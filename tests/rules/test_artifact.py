@@ -64,3 +64,16 @@ def test_fingerprint_is_stable_when_offsets_move(run_cli: Runner, tmp_path: Path
         finding = run_cli("scan", path, "--select", "MLA102").result("MLA102")["findings"][0]
         fingerprints.append(finding["fingerprint"])
     assert fingerprints[0] == fingerprints[1]
+
+
+def test_mla105_fires_on_a_pickle_based_model(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA105")
+    [finding] = result.result("MLA105")["findings"]
+    assert finding["severity"] == "low"
+    assert "skops" in finding["message"]
+
+
+def test_mla105_quiet_on_a_safe_format(run_cli: Runner, workspace: Workspace) -> None:
+    for model in (workspace.pipeline_onnx, workspace.pipeline_skops):
+        result = run_cli("scan", model, "--select", "MLA105")
+        assert result.result("MLA105")["findings"] == []
