@@ -63,9 +63,10 @@ def run_audit(
     decision: LoadDecision | None = None
     if by_stage[Stage.BEHAVIOURAL]:
         decision = decide(subject.model, results, trust_model=settings.trust_model)
-        if decision.may_load:
+        loader = loader_for(subject.model.format)
+        if decision.may_load and loader is not None:
             progress(f"loading {subject.model.format.value} model {subject.model.reference}")
-            model = loader_for(subject.model.format)(
+            model = loader(
                 subject.model, trusted=settings.trust_model, extra_allowed=settings.extra_allowed
             )
             for dataset in subject.datasets:
@@ -105,8 +106,12 @@ def _unmet_requirement(
         if requirement in meta.requires and not met:
             return reason
     if Requirement.MODEL in meta.requires and model is None:
-        blocked = decision.summary() if decision is not None else "not loaded"
-        return f"model not loaded: blocked by {blocked}"
+        if decision is not None and not decision.may_load:
+            return f"model not loaded: blocked by {decision.summary()}"
+        return (
+            f"{subject.model.format.value} models are scanned but not run by mlaudit; "
+            "give the model as module:callable to audit its behaviour"
+        )
     return None
 
 

@@ -16,7 +16,7 @@ from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 from mlaudit.subject import ModelArtifact
 
-_INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA107"})
+_INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA106", "MLA107"})
 
 
 class LoadStatus(enum.Enum):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlaudit.errors import InputError
+from mlaudit.findings import Severity
+from mlaudit.scanners.folders import FolderError, scan_model_folder
 from mlaudit.scanners.pickle import (
     MalformedPickle,
     PickleScan,
@@ -19,8 +21,8 @@ from mlaudit.scanners.pickle import (
     scan_file,
 )
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
-from mlaudit.scanners.report import ArtifactIssue, EmbeddedPickle, FormatReport
-from mlaudit.sniff import ModelFormat
+from mlaudit.scanners.report import ArtifactIssue, DeclaredType, EmbeddedPickle, FormatReport
+from mlaudit.sniff import ModelFormat, sniff_model_format
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,64 @@ Scanner = Callable[[Path], FormatReport]
 
 
 def take_inventory(path: Path, model_format: ModelFormat) -> ImportInventory:
+    """The inventory of the model the user named; a file that cannot be read is exit 2."""
     if model_format.pickle_based:
         report = FormatReport("pickle", pickles=(EmbeddedPickle(None, _scan_top_pickle(path)),))
-    elif model_format is ModelFormat.SKOPS:
-        return _skops_inventory(path)
+    elif model_format is ModelFormat.MODEL_FOLDER:
+        try:
+            report = scan_model_folder(path, report_for_member)
+        except FolderError as error:
+            raise InputError(str(error)) from None
     else:
-        scanner = FORMAT_SCANNERS.get(model_format)
-        if scanner is None:
-            return ImportInventory(format_detail=model_format.value)
-        report = scanner(path)
+        report = _format_report(path, model_format)
     return inventory_from(report)
+
+
+def report_for_member(path: Path) -> FormatReport | None:
+    """The report for one file inside a model folder; None for files that are not models.
+
+    Unlike the model file itself, an unreadable member is a finding, not exit 2: the folder
+    as a whole can still be audited.
+    """
+    try:
+        model_format = sniff_model_format(path)
+    except InputError:
+        return None
+    if model_format.pickle_based:
+        try:
+            scan = scan_file(path)
+        except MalformedPickle as error:
+            return FormatReport(
+                model_format.value,
+                issues=(
+                    ArtifactIssue(
+                        "MLA101", "malformed-pickle", "Pickle that cannot be verified",
+                        f"the pickle stream does not parse ({error}); a loader may still run "
+                        "what precedes the damage", Severity.HIGH,
+                        pointer=f"offset {error.offset}",
+                    ),
+                ),
+            )
+        return FormatReport(model_format.value, pickles=(EmbeddedPickle(None, scan),))
+    try:
+        return _format_report(path, model_format)
+    except InputError as error:
+        return FormatReport(
+            model_format.value,
+            issues=(
+                ArtifactIssue(
+                    "MLA107", "unreadable", "Model file that cannot be read", str(error),
+                    Severity.HIGH,
+                ),
+            ),
+        )
+
+
+def _format_report(path: Path, model_format: ModelFormat) -> FormatReport:
+    if model_format is ModelFormat.SKOPS:
+        return _skops_report(path)
+    scanner = FORMAT_SCANNERS.get(model_format)
+    return scanner(path) if scanner is not None else FormatReport(model_format.value)
 
 
 def inventory_from(report: FormatReport) -> ImportInventory:
@@ -93,6 +143,9 @@ def inventory_from(report: FormatReport) -> ImportInventory:
         for embedded in report.pickles
         for i in embedded.scan.imports
     ]
+    for declared in report.declared_types:
+        module, _, name = declared.qualified_name.rpartition(".")
+        found.append((declared.member, module, name, -1, "declared-type"))
     problems = tuple(
         LocatedProblem(embedded.member, problem)
         for embedded in report.pickles
@@ -134,7 +187,7 @@ def _scan_top_pickle(path: Path) -> PickleScan:
         ) from None
 
 
-def _skops_inventory(path: Path) -> ImportInventory:
+def _skops_report(path: Path) -> FormatReport:
     """skops lists the types a file needs that skops does not trust by default."""
     try:
         from skops.io import get_untrusted_types
@@ -146,11 +199,9 @@ def _skops_inventory(path: Path) -> ImportInventory:
         untrusted = get_untrusted_types(file=path)
     except Exception as error:  # skops raises assorted types for corrupt archives
         raise InputError(f"{path} is not a valid skops file: {error}") from None
-    found = []
-    for qualified in untrusted:
-        module, _, name = qualified.rpartition(".")
-        found.append((None, module, name, -1, "skops-type"))
-    return ImportInventory(_group(found), format_detail="skops")
+    return FormatReport(
+        "skops", declared_types=tuple(DeclaredType(None, name) for name in untrusted)
+    )
 
 
 FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {}

@@ -36,6 +36,7 @@ class ModelFormat(enum.Enum):
     SKOPS = "skops"
     ONNX = "onnx"
     ENTRY_POINT = "entry-point"
+    MODEL_FOLDER = "model-folder"
 
     @property
     def pickle_based(self) -> bool:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from mlaudit.data import Dataset, read_dataset
 from mlaudit.errors import InputError
-from mlaudit.hashing import sha256_file
+from mlaudit.hashing import sha256_file, sha256_tree
 from mlaudit.inventory import ImportInventory, take_inventory
+from mlaudit.scanners.folders import is_model_folder
 from mlaudit.sniff import ModelFormat, is_entry_point, sniff_model_format
 
 SAMPLE_PREFERENCE = ("data", "holdout", "train")
@@ -59,7 +60,7 @@ def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> M
     if not path.exists():
         raise InputError(f"model {reference} does not exist")
     if path.is_dir():
-        raise InputError(f"model {reference} is a directory; give the model file")
+        return _open_folder(reference, path, extra_allowed)
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"model {reference} is an empty file")
@@ -70,6 +71,17 @@ def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> M
     if model_format is ModelFormat.PICKLE and inventory.is_joblib:
         model_format = ModelFormat.JOBLIB
     return ModelArtifact(reference, path, model_format, sha256_file(path), size, inventory)
+
+
+def _open_folder(reference: str, path: Path, extra_allowed: frozenset[str]) -> ModelArtifact:
+    if not is_model_folder(path):
+        raise InputError(
+            f"model {reference} is a directory but not a model folder (no MLmodel file and no "
+            "config.json); give the model file"
+        )
+    inventory = take_inventory(path, ModelFormat.MODEL_FOLDER).reclassified(extra_allowed)
+    digest, size = sha256_tree(path)
+    return ModelArtifact(reference, path, ModelFormat.MODEL_FOLDER, digest, size, inventory)
 
 
 def build_subject(

@@ -30,7 +30,10 @@ _LOADER_MODULES = {
 }
 
 
-def loader_for(model_format: ModelFormat) -> Loader:
-    module = importlib.import_module(_LOADER_MODULES[model_format])
-    loader: Loader = module.load
+def loader_for(model_format: ModelFormat) -> Loader | None:
+    """The loader for ``model_format``, or None for formats mlaudit scans but cannot run."""
+    module_name = _LOADER_MODULES.get(model_format)
+    if module_name is None:
+        return None
+    loader: Loader = importlib.import_module(module_name).load
     return loader

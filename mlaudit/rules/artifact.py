@@ -10,7 +10,9 @@ from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
 from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 
-_IMPORTING_FORMATS = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SKOPS})
+_IMPORTING_FORMATS = frozenset(
+    {ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SKOPS, ModelFormat.MODEL_FOLDER}
+)
 
 
 def issue_findings(ctx: RuleContext) -> Iterator[Finding]:
@@ -297,7 +299,10 @@ class PickleWhereSafeWouldServe(Rule):
 
     **What it checks**: whether the model is stored in a pickle-based format (pickle, joblib,
     PyTorch checkpoints, NumPy object arrays) although a format that cannot carry code exists
-    for it: skops or ONNX for scikit-learn models, safetensors for PyTorch weights.
+    for it: skops or ONNX for scikit-learn models, safetensors for PyTorch weights. In model
+    folders: MLflow flavours serialised with pickle or cloudpickle, and Hugging Face pickle
+    weights (``pytorch_model.bin``) shipped next to safetensors copies that loaders may pass
+    over.
 
     **Why it matters**: every consumer of a pickle-based file must trust it completely or
     scan it as mlaudit does; most loading code does neither. Publishing in a safe format
@@ -321,6 +326,7 @@ class PickleWhereSafeWouldServe(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         model_format = ctx.subject.model.format
         ctx.metrics["format"] = model_format.value
+        yield from issue_findings(ctx)
         safer = _SAFER_FORMAT.get(model_format)
         if safer is None:
             return
@@ -333,3 +339,30 @@ class PickleWhereSafeWouldServe(Rule):
             evidence={"format": model_format.value, "safer_formats": safer},
             cwe=("CWE-502",),
         )
+
+
+class RemoteCode(_StructuralIssueRule):
+    """Model folders that need remote code.
+
+    **What it checks**: Hugging Face model folders whose ``config.json`` has an ``auto_map``
+    (the model's classes live in Python files that ``transformers`` imports when called with
+    ``trust_remote_code=True``), and folders that ship Python files at all.
+
+    **Why it matters**: ``trust_remote_code=True`` imports and runs those files with the
+    loader's rights; a model update can change them silently, and they are rarely reviewed
+    like the code of a dependency.
+
+    **How to fix**: use an architecture that ships with ``transformers``, or vendor the
+    model's code into your own reviewed package and load it from there with a pinned
+    revision.
+
+    **Options**: none.
+    """
+
+    meta = RuleMeta(
+        id="MLA106",
+        name="Remote code in a model folder",
+        family=Family.ARTIFACT,
+        severity=Severity.HIGH,
+        requires=frozenset({Requirement.ARTIFACT}),
+    )

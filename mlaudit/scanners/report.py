@@ -48,11 +48,20 @@ class EmbeddedPickle:
 
 
 @dataclass(frozen=True)
+class DeclaredType:
+    """A type a non-pickle format asks its loader to import (skops' untrusted types)."""
+
+    member: str | None
+    qualified_name: str
+
+
+@dataclass(frozen=True)
 class FormatReport:
     format_detail: str
     issues: tuple[ArtifactIssue, ...] = ()
     pickles: tuple[EmbeddedPickle, ...] = ()
     members: int = 0
+    declared_types: tuple[DeclaredType, ...] = ()
 
     def merged(self, other: FormatReport) -> FormatReport:
         return FormatReport(
@@ -60,4 +69,5 @@ class FormatReport:
             self.issues + other.issues,
             self.pickles + other.pickles,
             self.members + other.members,
+            self.declared_types + other.declared_types,
         )
