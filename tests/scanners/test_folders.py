@@ -28,7 +28,8 @@ def _mlflow_folder(root: Path, model: object, **flavor: str) -> Path:
     joblib.dump(model, root / "model.pkl")
     settings = {"pickled_model": "model.pkl", "serialization_format": "cloudpickle", **flavor}
     lines = ["flavors:", "  sklearn:"] + [f"    {k}: {v}" for k, v in settings.items()]
-    lines += ["  python_function:", "    loader_module: mlflow.sklearn", "    model_path: model.pkl"]
+    lines += ["  python_function:", "    loader_module: mlflow.sklearn"]
+    lines += ["    model_path: model.pkl"]
     (root / "MLmodel").write_text("\n".join(lines) + "\n")
     return root
 
