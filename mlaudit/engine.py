@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mlaudit import compat
+from mlaudit.errors import ModelNotRunnable
 from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
 from mlaudit.gate import LoadDecision, decide
 from mlaudit.loaders import loader_for
@@ -61,28 +62,42 @@ def run_audit(
     ]
     model: LoadedModel | None = None
     decision: LoadDecision | None = None
+    not_runnable: str | None = None
     if by_stage[Stage.BEHAVIOURAL]:
         decision = decide(subject.model, results, trust_model=settings.trust_model)
         loader = loader_for(subject.model.format)
         if decision.may_load and loader is not None:
             progress(f"loading {subject.model.format.value} model {subject.model.reference}")
-            model = loader(
-                subject.model, trusted=settings.trust_model, extra_allowed=settings.extra_allowed
-            )
-            for dataset in subject.datasets:
-                compat.require_usable(dataset, model)
+            try:
+                model = loader(
+                    subject.model,
+                    trusted=settings.trust_model,
+                    extra_allowed=settings.extra_allowed,
+                )
+            except ModelNotRunnable as reason:
+                not_runnable = str(reason)
+            else:
+                for dataset in subject.datasets:
+                    compat.require_usable(dataset, model)
         else:
             progress(f"load gate blocked the model: {decision.summary()}")
     for stage in (Stage.BEHAVIOURAL, Stage.STATIC):
         results.extend(
-            _run_rule(r, subject, model, decision, settings=settings, progress=progress)
+            _run_rule(
+                r, subject, model, decision, settings=settings, progress=progress,
+                not_runnable=not_runnable,
+            )
             for r in by_stage[stage]
         )
     return AuditRun(tuple(results), decision, model)
 
 
 def _unmet_requirement(
-    rule: type[Rule], subject: Subject, model: LoadedModel | None, decision: LoadDecision | None
+    rule: type[Rule],
+    subject: Subject,
+    model: LoadedModel | None,
+    decision: LoadDecision | None,
+    not_runnable: str | None,
 ) -> str | None:
     meta = rule.meta
     if not extra_installed(rule):
@@ -108,6 +123,8 @@ def _unmet_requirement(
     if Requirement.MODEL in meta.requires and model is None:
         if decision is not None and not decision.may_load:
             return f"model not loaded: blocked by {decision.summary()}"
+        if not_runnable is not None:
+            return not_runnable
         return (
             f"{subject.model.format.value} models are scanned but not run by mlaudit; "
             "give the model as module:callable to audit its behaviour"
@@ -123,9 +140,10 @@ def _run_rule(
     *,
     settings: EngineSettings,
     progress: Progress,
+    not_runnable: str | None = None,
 ) -> RuleResult:
     meta = rule.meta
-    unmet = _unmet_requirement(rule, subject, model, decision)
+    unmet = _unmet_requirement(rule, subject, model, decision, not_runnable)
     if unmet is not None:
         progress(f"{meta.id} skipped: {unmet}")
         return RuleResult(meta.id, meta.name, meta.family.value, Status.SKIPPED, None, unmet)

@@ -13,3 +13,7 @@ class InputError(UsageError):
 
 class ConfigError(UsageError):
     """A configuration file or environment variable that is malformed or names unknown keys."""
+
+
+class ModelNotRunnable(Exception):
+    """The artifact loaded and is safe, but it holds no runnable model (weights only)."""
