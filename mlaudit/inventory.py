@@ -12,7 +12,12 @@ from pathlib import Path
 
 from mlaudit.errors import InputError
 from mlaudit.findings import Severity
+from mlaudit.scanners.archive import inspect_zip
+from mlaudit.scanners.compressed import scan_compressed_joblib
 from mlaudit.scanners.folders import FolderError, scan_model_folder
+from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
+from mlaudit.scanners.numpy_format import scan_npy, scan_npz
+from mlaudit.scanners.onnx_format import scan_onnx
 from mlaudit.scanners.pickle import (
     MalformedPickle,
     PickleScan,
@@ -22,6 +27,8 @@ from mlaudit.scanners.pickle import (
 )
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
 from mlaudit.scanners.report import ArtifactIssue, DeclaredType, EmbeddedPickle, FormatReport
+from mlaudit.scanners.safetensors_format import scan_safetensors
+from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
 from mlaudit.sniff import ModelFormat, sniff_model_format
 
 
@@ -131,8 +138,6 @@ def report_for_member(path: Path) -> FormatReport | None:
 
 
 def _format_report(path: Path, model_format: ModelFormat) -> FormatReport:
-    if model_format is ModelFormat.SKOPS:
-        return _skops_report(path)
     scanner = FORMAT_SCANNERS.get(model_format)
     return scanner(path) if scanner is not None else FormatReport(model_format.value)
 
@@ -204,4 +209,37 @@ def _skops_report(path: Path) -> FormatReport:
     )
 
 
-FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {}
+def _keras_h5(path: Path) -> FormatReport:
+    try:
+        return scan_keras_h5(path)
+    except ImportError:
+        raise InputError(
+            f"{path} is HDF5 (Keras .h5); reading it needs h5py: pip install 'mlaudit[keras]'"
+        ) from None
+
+
+def _onnx(path: Path) -> FormatReport:
+    try:
+        return scan_onnx(path)
+    except ImportError:
+        raise InputError(
+            f"{path} is ONNX; reading it needs onnx: pip install 'mlaudit[onnx]'"
+        ) from None
+
+
+def _skops(path: Path) -> FormatReport:
+    return inspect_zip(path).merged(_skops_report(path))
+
+
+FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {
+    ModelFormat.SKOPS: _skops,
+    ModelFormat.JOBLIB_COMPRESSED: scan_compressed_joblib,
+    ModelFormat.PYTORCH: scan_torch_zip,
+    ModelFormat.PYTORCH_LEGACY: scan_torch_legacy,
+    ModelFormat.NUMPY: scan_npy,
+    ModelFormat.NPZ: scan_npz,
+    ModelFormat.KERAS: scan_keras_zip,
+    ModelFormat.KERAS_H5: _keras_h5,
+    ModelFormat.ONNX: _onnx,
+    ModelFormat.SAFETENSORS: scan_safetensors,
+}

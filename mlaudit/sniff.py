@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mlaudit.errors import InputError
+from mlaudit.scanners.compressed import SNIFF_BYTES, sniff_compression
+from mlaudit.scanners.safetensors_format import looks_like_safetensors
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+NUMPY_MAGIC = b"\x93NUMPY"
+# torch's legacy format opens with a protocol-2 pickle of its magic number (LONG1, 10 bytes).
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _TEXT_PICKLE_OPENINGS = frozenset(bytes([byte]) for byte in b"(c}])NIVSLFGJKMXUT")
 _TEXT_GLOBAL = re.compile(rb"^c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
@@ -37,9 +42,18 @@ class ModelFormat(enum.Enum):
     ONNX = "onnx"
     ENTRY_POINT = "entry-point"
     MODEL_FOLDER = "model-folder"
+    JOBLIB_COMPRESSED = "joblib-compressed"
+    PYTORCH = "pytorch"
+    PYTORCH_LEGACY = "pytorch-legacy"
+    NUMPY = "numpy"
+    NPZ = "npz"
+    KERAS = "keras"
+    KERAS_H5 = "keras-h5"
+    SAFETENSORS = "safetensors"
 
     @property
     def pickle_based(self) -> bool:
+        """Formats that are one pickle stream (or several), read by the pickle walker itself."""
         return self in (ModelFormat.PICKLE, ModelFormat.JOBLIB)
 
 
@@ -55,13 +69,22 @@ def is_entry_point(reference: str) -> bool:
 def sniff_model_format(path: Path) -> ModelFormat:
     """Return the format of ``path`` or raise :class:`InputError` naming what was found."""
     with path.open("rb") as handle:
-        head = handle.read(16)
+        head = handle.read(max(16, SNIFF_BYTES))
         if head.startswith(ZIP_MAGIC):
             return _sniff_zip(path)
         if head.startswith(HDF5_MAGIC):
-            raise InputError(f"{path} is HDF5 (Keras .h5); this format is not supported yet")
+            return ModelFormat.KERAS_H5
+        if head.startswith(NUMPY_MAGIC):
+            return ModelFormat.NUMPY
+        if head.startswith(TORCH_LEGACY_MAGIC):
+            return ModelFormat.PYTORCH_LEGACY
         if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
             return ModelFormat.PICKLE
+        size = path.stat().st_size
+        if size > 8 and looks_like_safetensors(head, size):
+            return ModelFormat.SAFETENSORS
+        if sniff_compression(head) is not None:
+            return ModelFormat.JOBLIB_COMPRESSED
         handle.seek(0)
         if _looks_like_onnx(handle, path.stat().st_size):
             return ModelFormat.ONNX
@@ -69,8 +92,9 @@ def sniff_model_format(path: Path) -> ModelFormat:
         if _looks_like_text_pickle(handle.read(4096)):
             return ModelFormat.PICKLE
     raise InputError(
-        f"{path}: unknown model format (supported: pickle, joblib, skops, ONNX, "
-        "or an entry point module:callable)"
+        f"{path}: unknown model format (supported: pickle, joblib, skops, ONNX, PyTorch, "
+        "Keras, safetensors, NumPy, MLflow and Hugging Face folders, or an entry point "
+        "module:callable)"
     )
 
 
@@ -84,11 +108,17 @@ def _sniff_zip(path: Path) -> ModelFormat:
         ) from None
     if "schema.json" in names:
         return ModelFormat.SKOPS
-    if any(name.endswith(".npy") for name in names):
-        raise InputError(f"{path} is an NPZ array archive, which is data, not a model")
+    if "config.json" in names and names & {"metadata.json", "model.weights.h5"}:
+        return ModelFormat.KERAS
+    # PyTorch names its archive folder after the file, so only the leaf names are fixed.
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names) or any(
+        name.endswith("/constants.pkl") for name in names
+    ):
+        return ModelFormat.PYTORCH
+    if names and all(name.endswith(".npy") for name in names):
+        return ModelFormat.NPZ
     raise InputError(
-        f"{path} is a zip archive of an unsupported kind (PyTorch and Keras archives are not "
-        "supported yet)"
+        f"{path} is a zip archive of no model format mlaudit knows (skops, PyTorch, Keras, NPZ)"
     )
 
 

@@ -132,8 +132,24 @@ def _constructible() -> list[tuple[str, type]]:
     return found
 
 
+def torch_globals() -> set[str]:
+    """torch's own weights-only allowlist, plus the nn layers whole-module checkpoints name."""
+    try:
+        import torch
+        from torch import _weights_only_unpickler
+    except ImportError:
+        return set()
+    names = set(_weights_only_unpickler._get_allowed_globals())
+    names |= {"torch.jit._pickle.build_intlist", "torch.jit._pickle.restore_type_tag"}
+    for attribute in dir(torch.nn):
+        cls = getattr(torch.nn, attribute)
+        if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+            names.add(f"{cls.__module__}.{cls.__qualname__}")
+    return names
+
+
 def main() -> None:
-    entries = set(HELPERS) | estimator_globals()
+    entries = set(HELPERS) | estimator_globals() | torch_globals()
     rejected = sorted(
         name for name in entries
         if classify(*name.rsplit(".", 1)).verdict is Verdict.DANGEROUS

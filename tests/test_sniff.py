@@ -141,27 +141,32 @@ def test_protobuf_without_graph_is_not_onnx(tmp_path: Path) -> None:
 # --- data and other archives -------------------------------------------------------------
 
 
-def test_npz_is_input_error_mentioning_data(tmp_path: Path) -> None:
+def test_npz_is_sniffed_as_npz(tmp_path: Path) -> None:
     path = tmp_path / "model.pkl"
     with path.open("wb") as handle:
         np.savez(handle, X=np.ones((2, 2)), y=np.zeros(2))
-    with pytest.raises(InputError, match="data"):
-        sniff_model_format(path)
+    assert sniff_model_format(path) is ModelFormat.NPZ
 
 
-def test_hdf5_magic_is_input_error(tmp_path: Path) -> None:
-    path = tmp_path / "model.h5"
+def test_hdf5_magic_is_keras_h5(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
-    with pytest.raises(InputError, match="HDF5"):
-        sniff_model_format(path)
+    assert sniff_model_format(path) is ModelFormat.KERAS_H5
 
 
-def test_zip_without_schema_json_is_input_error(tmp_path: Path) -> None:
+def test_torch_zip_is_sniffed_by_its_data_pkl(tmp_path: Path) -> None:
     path = tmp_path / "model.skops"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("model/data.pkl", b"\x80\x04N.")
-        archive.writestr("version", "3")
-    with pytest.raises(InputError, match="zip archive of an unsupported kind"):
+        archive.writestr("model/version", "3")
+    assert sniff_model_format(path) is ModelFormat.PYTORCH
+
+
+def test_zip_of_no_known_kind_is_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "model.skops"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(InputError, match="no model format mlaudit knows"):
         sniff_model_format(path)
 
 

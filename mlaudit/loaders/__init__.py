@@ -24,6 +24,9 @@ class Loader(Protocol):
 _LOADER_MODULES = {
     ModelFormat.PICKLE: "mlaudit.loaders.pickle",
     ModelFormat.JOBLIB: "mlaudit.loaders.pickle",
+    ModelFormat.JOBLIB_COMPRESSED: "mlaudit.loaders.pickle",
+    ModelFormat.PYTORCH: "mlaudit.loaders.torch",
+    ModelFormat.PYTORCH_LEGACY: "mlaudit.loaders.torch",
     ModelFormat.SKOPS: "mlaudit.loaders.skops",
     ModelFormat.ONNX: "mlaudit.loaders.onnx",
     ModelFormat.ENTRY_POINT: "mlaudit.loaders.entrypoint",

@@ -27,9 +27,15 @@ def _guarded_find_class(allowed: frozenset[str], trusted: bool, original: Any) -
 
 def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
     from joblib.numpy_pickle import NumpyUnpickler
+    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 
     assert artifact.path is not None
-    with artifact.path.open("rb") as handle:
+    # joblib's own reader decompresses zlib/gzip/bz2/lzma/xz files as a stream; the scanner
+    # has already walked the decompressed pickle under a size cap.
+    with (
+        artifact.path.open("rb") as raw,
+        _validate_fileobject_and_memmap(raw, str(artifact.path), None) as (handle, _),
+    ):
         unpickler = NumpyUnpickler(str(artifact.path), handle, ensure_native_byte_order=True)
         # Defence in depth behind the load gate: even a file the scanner passed may import
         # nothing outside the allowlist unless the user vouched for it with --trust-model.

@@ -8,6 +8,7 @@ which runs code, so it loads only with ``--trust-model``.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,20 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
     assert artifact.path is not None
     try:
         loaded = torch.load(artifact.path, map_location="cpu", weights_only=not trusted)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...
+    except pickle.UnpicklingError as error:
+        if trusted:
+            message = f"{artifact.reference} could not be loaded by torch: {error}"
+            raise InputError(message) from None
+        # torch's restricted unpickler refuses whole modules: running one means running its
+        # pickle, which only the user can vouch for.
+        raise ModelNotRunnable(
+            "the checkpoint is a whole pickled module, which torch loads only with its full "
+            "unpickler; pass --trust-model to load and audit it"
+        ) from None
+    except Exception as error:  # torch raises RuntimeError, ValueError, ... on corrupt files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        hint = "" if trusted else " (a whole pickled module needs --trust-model)"
         raise InputError(
-            f"{artifact.reference} could not be loaded by torch: {first_line}{hint}"
+            f"{artifact.reference} could not be loaded by torch: {first_line}"
         ) from None
     if not isinstance(loaded, torch.nn.Module):
         raise ModelNotRunnable(

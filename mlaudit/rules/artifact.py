@@ -11,7 +11,11 @@ from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 
 _IMPORTING_FORMATS = frozenset(
-    {ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SKOPS, ModelFormat.MODEL_FOLDER}
+    {
+        ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.JOBLIB_COMPRESSED,
+        ModelFormat.SKOPS, ModelFormat.MODEL_FOLDER, ModelFormat.PYTORCH,
+        ModelFormat.PYTORCH_LEGACY, ModelFormat.NUMPY, ModelFormat.NPZ,
+    }
 )
 
 
@@ -291,6 +295,9 @@ class MalformedStructure(_StructuralIssueRule):
 _SAFER_FORMAT = {
     ModelFormat.PICKLE: "skops (scikit-learn) or ONNX",
     ModelFormat.JOBLIB: "skops (scikit-learn) or ONNX",
+    ModelFormat.JOBLIB_COMPRESSED: "skops (scikit-learn) or ONNX",
+    ModelFormat.PYTORCH: "safetensors for the weights, with the architecture in code",
+    ModelFormat.PYTORCH_LEGACY: "safetensors for the weights, with the architecture in code",
 }
 
 

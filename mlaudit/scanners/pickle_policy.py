@@ -57,6 +57,11 @@ _DUNDER_ESCAPES: Final = frozenset(
 )
 
 
+# TorchScript archives name their own classes under this pseudo-module; no such Python module
+# exists, so a Python unpickler fails to import them and TorchScript's never imports Python.
+TORCHSCRIPT_NAMESPACE: Final = "__torch__"
+
+
 class Verdict(enum.Enum):
     ALLOWED = "allowed"
     UNLISTED = "unlisted"
@@ -125,6 +130,11 @@ def classify(module: str, name: str, extra_allowed: frozenset[str] = frozenset()
             reason = _dangerous_reason(spelled_module, spelled_name)
             if reason is not None:
                 return Classification(Verdict.DANGEROUS, reason)
+    if module.split(".", 1)[0] == TORCHSCRIPT_NAMESPACE:
+        return Classification(
+            Verdict.ALLOWED,
+            "a TorchScript type, resolved by TorchScript's own unpickler; Python cannot import it",
+        )
     allowed = shipped_allowlist() | extra_allowed
     if all(f"{m}.{n}" in allowed for m, n in spellings):
         return Classification(Verdict.ALLOWED, "on the allowlist")
