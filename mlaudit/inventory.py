@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlaudit.errors import InputError
 from mlaudit.findings import Severity
-from mlaudit.scanners.archive import inspect_zip
+from mlaudit.scanners.archive import inspect_tar, inspect_zip
 from mlaudit.scanners.compressed import scan_compressed_joblib
 from mlaudit.scanners.folders import FolderError, scan_model_folder
 from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
@@ -242,4 +242,6 @@ FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {
     ModelFormat.KERAS_H5: _keras_h5,
     ModelFormat.ONNX: _onnx,
     ModelFormat.SAFETENSORS: scan_safetensors,
+    ModelFormat.ZIP_ARCHIVE: inspect_zip,
+    ModelFormat.TAR_ARCHIVE: inspect_tar,
 }

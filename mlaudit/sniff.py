@@ -10,6 +10,7 @@ import enum
 import io
 import pickletools
 import re
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +22,10 @@ from mlaudit.scanners.safetensors_format import looks_like_safetensors
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NUMPY_MAGIC = b"\x93NUMPY"
+TAR_MAGIC = b"ustar"
+TAR_MAGIC_OFFSET = 257
+# sys_info is optional in the oldest files; these three are what torch.load reads.
+TORCH_TAR_MEMBERS = frozenset({"pickle", "storages", "tensors"})
 # torch's legacy format opens with a protocol-2 pickle of its magic number (LONG1, 10 bytes).
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -50,6 +55,8 @@ class ModelFormat(enum.Enum):
     KERAS = "keras"
     KERAS_H5 = "keras-h5"
     SAFETENSORS = "safetensors"
+    ZIP_ARCHIVE = "zip"
+    TAR_ARCHIVE = "tar"
 
     @property
     def pickle_based(self) -> bool:
@@ -81,10 +88,14 @@ def sniff_model_format(path: Path) -> ModelFormat:
         if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
             return ModelFormat.PICKLE
         size = path.stat().st_size
-        if size > 8 and looks_like_safetensors(head, size):
+        # An implausible header length is still safetensors' shape: the scanner reports it.
+        if looks_like_safetensors(head, size) or head[8:9] == b"{":
             return ModelFormat.SAFETENSORS
         if sniff_compression(head) is not None:
             return ModelFormat.JOBLIB_COMPRESSED
+        handle.seek(TAR_MAGIC_OFFSET)
+        if handle.read(len(TAR_MAGIC)) == TAR_MAGIC:
+            return _sniff_tar(path)
         handle.seek(0)
         if _looks_like_onnx(handle, path.stat().st_size):
             return ModelFormat.ONNX
@@ -117,9 +128,20 @@ def _sniff_zip(path: Path) -> ModelFormat:
         return ModelFormat.PYTORCH
     if names and all(name.endswith(".npy") for name in names):
         return ModelFormat.NPZ
-    raise InputError(
-        f"{path} is a zip archive of no model format mlaudit knows (skops, PyTorch, Keras, NPZ)"
-    )
+    return ModelFormat.ZIP_ARCHIVE
+
+
+def _sniff_tar(path: Path) -> ModelFormat:
+    """torch's oldest format is a tar with ``sys_info``, ``pickle``, ``storages``, ``tensors``."""
+    try:
+        with tarfile.open(path) as archive:
+            names = set(archive.getnames()[: len(TORCH_TAR_MEMBERS) * 4])
+    except (tarfile.TarError, OSError, UnicodeDecodeError) as error:
+        message = f"{path} starts like a tar archive but is not a readable one: {error}"
+        raise InputError(message) from None
+    if names >= TORCH_TAR_MEMBERS:
+        return ModelFormat.PYTORCH_LEGACY
+    return ModelFormat.TAR_ARCHIVE
 
 
 def _looks_like_text_pickle(head: bytes) -> bool:

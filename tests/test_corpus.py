@@ -1,0 +1,100 @@
+"""The whole artifact corpus through the real pipeline: sniffing, every scanner, the gate.
+
+Asserted for every hostile file (pickles, archives, PyTorch, NumPy, compressed joblib, Keras,
+ONNX, safetensors): its format is sniffed from content, it gets a finding of high or critical
+severity from the expected rule, the load gate blocks it, and no canary appears. For every
+benign real file: no finding of high or worse, and the gate lets it through.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlaudit.findings import Severity
+from mlaudit.gate import LoadStatus, decide
+from mlaudit.scanners.pickle_policy import Verdict
+from mlaudit.subject import ModelArtifact, open_model
+from tests.conftest import Runner
+from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, build_benign_archives
+from tests.fixtures.benign_formats import BENIGN_FORMAT_NAMES, build_benign_formats
+from tests.fixtures.hostile_archives import ARCHIVE_SAMPLE_NAMES, build_hostile_archives
+from tests.fixtures.hostile_formats import HOSTILE_FORMAT_NAMES, build_hostile_formats
+from tests.fixtures.hostile_pickles import HOSTILE_SAMPLE_NAMES
+
+pytestmark = pytest.mark.slow
+
+
+def _severe_rules(artifact: ModelArtifact) -> set[str]:
+    """Rules with something of high or worse to say about the artifact, from its inventory."""
+    inventory = artifact.inventory
+    rules = {i.rule_id for i in inventory.issues if i.severity >= Severity.HIGH}
+    if inventory.with_verdict(Verdict.DANGEROUS) or inventory.problems:
+        rules.add("MLA101")
+    return rules
+
+
+def test_the_corpus_is_large_enough() -> None:
+    hostile = len(HOSTILE_SAMPLE_NAMES) + len(ARCHIVE_SAMPLE_NAMES) + len(HOSTILE_FORMAT_NAMES)
+    benign = len(BENIGN_SAMPLE_NAMES) + len(BENIGN_FORMAT_NAMES)
+    assert hostile >= 40
+    assert benign >= 25
+
+
+@pytest.mark.parametrize("name", ARCHIVE_SAMPLE_NAMES)
+def test_hostile_archive_is_blocked(name: str, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    [sample] = build_hostile_archives(tmp_path / "corpus", canary, [name])
+    artifact = open_model(str(sample.path))
+    expected = sample.expected_rule or "MLA101"
+    assert expected in _severe_rules(artifact), artifact.inventory
+    assert decide(artifact, [], trust_model=False).status is LoadStatus.BLOCKED
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("name", HOSTILE_FORMAT_NAMES)
+def test_hostile_format_is_blocked(name: str, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    [sample] = build_hostile_formats(tmp_path / "corpus", canary, [name])
+    artifact = open_model(str(sample.path))
+    assert sample.rule_id in _severe_rules(artifact), artifact.inventory.issues
+    assert decide(artifact, [], trust_model=False).status is LoadStatus.BLOCKED
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("name", BENIGN_SAMPLE_NAMES)
+def test_benign_archive_has_nothing_severe(name: str, tmp_path: Path) -> None:
+    [sample] = build_benign_archives(tmp_path / "benign", [name])
+    artifact = open_model(str(sample.path))
+    assert _severe_rules(artifact) == set(), artifact.inventory
+    assert artifact.inventory.with_verdict(Verdict.UNLISTED) == ()
+
+
+@pytest.mark.parametrize("name", BENIGN_FORMAT_NAMES)
+def test_benign_format_has_nothing_severe(name: str, tmp_path: Path) -> None:
+    [sample] = build_benign_formats(tmp_path / "benign", [name])
+    artifact = open_model(str(sample.path))
+    assert _severe_rules(artifact) == set(), artifact.inventory.issues
+    assert decide(artifact, [], trust_model=False).may_load
+
+
+def test_cli_reports_a_keras_lambda_with_rule_and_location(
+    run_cli: Runner, tmp_path: Path
+) -> None:
+    canary = tmp_path / "canary"
+    [sample] = build_hostile_formats(tmp_path / "corpus", canary, ["keras_nested_lambda_zip"])
+    result = run_cli("scan", sample.path, "--select", "MLA1")
+    assert result.exit_code == 1
+    [finding] = [f for f in result.result("MLA104")["findings"] if f["severity"] == "high"]
+    assert "lambda" in finding["location"]["pointer"]
+    assert result.report["subject"]["model"]["format"] == "keras"
+
+
+def test_cli_state_dict_is_scanned_loaded_and_explained(run_cli: Runner, tmp_path: Path) -> None:
+    [sample] = build_benign_archives(tmp_path / "benign", ["torch_state_dict"])
+    result = run_cli("scan", sample.path)
+    assert result.exit_code == 0, result.stderr
+    assert result.report["subject"]["model"]["format"] == "pytorch"
+    mla105 = result.result("MLA105")["findings"]
+    assert [f["severity"] for f in mla105] == ["low"]
