@@ -66,6 +66,7 @@ from mlaudit.scanners.report import (
     MAX_JSON_HEADER_BYTES,
     ArtifactIssue,
     FormatReport,
+    IssueCollector,
 )
 
 PATH_RULE: Final = "MLA103"
@@ -83,7 +84,6 @@ KERAS_PACKAGES: Final = frozenset({"keras", "tf_keras", "keras_hub", "keras_nlp"
 MAX_CONFIG_DEPTH: Final = 256
 MAX_LAYER_DEPTH: Final = 64
 # At most this many issues per rule are listed; the rest are counted in one summary issue.
-MAX_ISSUES_PER_RULE: Final = 200
 # HDF5 objects visited when looking for links to other files.
 MAX_HDF5_OBJECTS: Final = 100_000
 
@@ -129,7 +129,7 @@ def scan_keras_zip(path: str | os.PathLike[str]) -> FormatReport:
     its content is an issue in the returned report.
     """
     model = Path(path)
-    issues = _Issues()
+    issues = IssueCollector()
     try:
         archive = zipfile.ZipFile(model)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, NotImplementedError,
@@ -176,7 +176,7 @@ def scan_keras_h5(path: str | os.PathLike[str]) -> FormatReport:
     model = Path(path)
     if not model.exists():
         raise FileNotFoundError(str(model))
-    issues = _Issues()
+    issues = IssueCollector()
     details: list[str] = []
     try:
         with h5py.File(model, "r") as handle:
@@ -208,40 +208,6 @@ def scan_keras_h5(path: str | os.PathLike[str]) -> FormatReport:
 # Issue collection
 
 
-class _Issues:
-    """Issues, deduplicated by (rule, key), capped per rule with one summary issue."""
-
-    def __init__(self) -> None:
-        self._items: list[ArtifactIssue] = []
-        self._keys: set[tuple[str, str]] = set()
-        self._counts: dict[str, int] = {}
-        self._dropped: dict[str, tuple[int, Severity]] = {}
-
-    def add(self, issue: ArtifactIssue) -> None:
-        identity = (issue.rule_id, issue.key)
-        if identity in self._keys:
-            return
-        self._keys.add(identity)
-        count = self._counts.get(issue.rule_id, 0)
-        if count >= MAX_ISSUES_PER_RULE:
-            dropped, worst = self._dropped.get(issue.rule_id, (0, Severity.INFO))
-            self._dropped[issue.rule_id] = (dropped + 1, max(worst, issue.severity))
-            return
-        self._counts[issue.rule_id] = count + 1
-        self._items.append(issue)
-
-    def result(self) -> tuple[ArtifactIssue, ...]:
-        summaries = [
-            ArtifactIssue(
-                rule, f"{rule.lower()}:more-issues", "More issues not listed",
-                f"{dropped} more issues of this kind were found and not listed",
-                worst, evidence={"not_listed": dropped},
-            )
-            for rule, (dropped, worst) in sorted(self._dropped.items())
-        ]
-        return (*self._items, *summaries)
-
-
 def _malformed(key: str, title: str, message: str, *, member: str | None = None,
                pointer: str | None = None,
                evidence: dict[str, JsonValue] | None = None) -> ArtifactIssue:
@@ -258,7 +224,7 @@ def _first_line(error: BaseException) -> str:
 # Zip archive
 
 
-def _check_members(infos: list[zipfile.ZipInfo], issues: _Issues) -> None:
+def _check_members(infos: list[zipfile.ZipInfo], issues: IssueCollector) -> None:
     if len(infos) > MAX_ARCHIVE_MEMBERS:
         issues.add(_malformed(
             "keras-zip:too-many-members", "Too many archive members",
@@ -297,7 +263,9 @@ def _unsafe_member_reason(name: str) -> str | None:
     return None
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, issues: _Issues) -> str | None:
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, issues: IssueCollector
+) -> str | None:
     name = info.filename
     if info.file_size > MAX_JSON_HEADER_BYTES:
         issues.add(_malformed(
@@ -330,7 +298,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, issues: _Issue
 
 
 def _keras_version(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo],
-                   issues: _Issues) -> str | None:
+                   issues: IssueCollector) -> str | None:
     metadata = [info for info in infos if info.filename == METADATA_MEMBER]
     if not metadata:
         return None
@@ -346,7 +314,7 @@ def _keras_version(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo],
 
 
 def _scan_zipped_weights(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], folder: Path,
-                         issues: _Issues) -> None:
+                         issues: IssueCollector) -> None:
     """Walk the link tree of a stored (uncompressed) model.weights.h5, when h5py is present."""
     weights = [info for info in infos if info.filename == WEIGHTS_MEMBER]
     if not weights or weights[-1].compress_type != zipfile.ZIP_STORED:
@@ -389,7 +357,7 @@ def _attr_text(value: object) -> str | None:
     return None
 
 
-def _scan_config_attr(raw: object, label: str, issues: _Issues,
+def _scan_config_attr(raw: object, label: str, issues: IssueCollector,
                       prefix: tuple[str | int, ...]) -> None:
     if hasattr(raw, "tolist") and not isinstance(raw, (bytes, str)):
         raw = raw.tolist()
@@ -427,7 +395,7 @@ def _scan_config_attr(raw: object, label: str, issues: _Issues,
         _walk_config(config, issues, member=None, prefix=prefix)
 
 
-def _scan_hdf5_links(handle: Any, folder: Path, issues: _Issues, member: str | None) -> None:
+def _scan_hdf5_links(handle: Any, folder: Path, issues: IssueCollector, member: str | None) -> None:
     """Report external links, external storage and virtual-dataset sources naming other files."""
     import h5py
 
@@ -478,7 +446,7 @@ def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _external_file(name: str, where: str, kind: str, folder: Path, issues: _Issues, *,
+def _external_file(name: str, where: str, kind: str, folder: Path, issues: IssueCollector, *,
                    member: str | None) -> None:
     reason = _escape_reason(name, folder)
     evidence: dict[str, JsonValue] = {"file": name, "object": where, "kind": kind}
@@ -521,7 +489,7 @@ def _escape_reason(name: str, folder: Path) -> str | None:
 # Config JSON
 
 
-def _parse_json(text: str, label: str, issues: _Issues, member: str | None) -> object | None:
+def _parse_json(text: str, label: str, issues: IssueCollector, member: str | None) -> object | None:
     try:
         value: object = json.loads(text)
     except (json.JSONDecodeError, RecursionError, ValueError) as error:
@@ -573,7 +541,7 @@ class _Where:
         return f"{kind}:{names}" + (f".{field}" if field else "")
 
 
-def _walk_config(config: object, issues: _Issues, member: str | None,
+def _walk_config(config: object, issues: IssueCollector, member: str | None,
                  prefix: tuple[str | int, ...] = ()) -> None:
     """Walk the whole config, depth-first with an explicit stack, checking every Keras object."""
     stack: list[tuple[object, _Where, int, int]] = [(config, _Where((), prefix), 0, 0)]
@@ -637,7 +605,7 @@ def _named(layer: Any) -> str:
     return f" (name {name!r})" if name is not None else ""
 
 
-def _check_object(obj: dict[str, Any], where: _Where, issues: _Issues,
+def _check_object(obj: dict[str, Any], where: _Where, issues: IssueCollector,
                   member: str | None) -> None:
     class_name: str = obj["class_name"]
     config = obj.get("config")
@@ -671,7 +639,7 @@ def _lambda_code(config: object) -> object:
     return config.get("value")  # any other lambda: {"value": [code, defaults, closure]}
 
 
-def _check_legacy_lambda(config: dict[str, Any], where: _Where, issues: _Issues,
+def _check_legacy_lambda(config: dict[str, Any], where: _Where, issues: IssueCollector,
                          member: str | None) -> None:
     """tf.keras 2 Lambda layers keep bytecode (or a function name) in the layer config."""
     for field, type_field in (("function", "function_type"), ("output_shape",
@@ -696,7 +664,7 @@ def _check_legacy_lambda(config: dict[str, Any], where: _Where, issues: _Issues,
             ))
 
 
-def _report_bytecode(code: object, where: _Where, issues: _Issues, member: str | None,
+def _report_bytecode(code: object, where: _Where, issues: IssueCollector, member: str | None,
                      *, legacy: bool) -> None:
     evidence = _bytecode_evidence(code)
     evidence["format"] = "tf.keras 2 Lambda" if legacy else "Keras 3 __lambda__"
@@ -730,7 +698,7 @@ def _bytecode_evidence(code: object) -> dict[str, JsonValue]:
     }
 
 
-def _report_tf_op_lambda(class_name: str, config: object, where: _Where, issues: _Issues,
+def _report_tf_op_lambda(class_name: str, config: object, where: _Where, issues: IssueCollector,
                          member: str | None) -> None:
     function = config.get("function") if isinstance(config, dict) else None
     name = function if isinstance(function, str) else None
@@ -745,7 +713,7 @@ def _report_tf_op_lambda(class_name: str, config: object, where: _Where, issues:
 
 
 def _report_custom_module(module: str, class_name: str, config: object, where: _Where,
-                          issues: _Issues, *, member: str | None) -> None:
+                          issues: IssueCollector, *, member: str | None) -> None:
     attribute = config if class_name == "function" and isinstance(config, str) else class_name
     verdict = classify(module, attribute)
     dangerous = verdict.verdict is Verdict.DANGEROUS

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, Final
 
 from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.report import ArtifactIssue, FormatReport
+from mlaudit.scanners.report import ArtifactIssue, FormatReport, IssueCollector
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto
@@ -51,7 +51,6 @@ STANDARD_DOMAINS: Final = frozenset(
 # Subgraphs nested in subgraphs (an If inside a Loop body inside a Scan...).
 MAX_GRAPH_DEPTH: Final = 64
 # At most this many issues per rule are listed; the rest are counted in one summary issue.
-MAX_ISSUES_PER_RULE: Final = 200
 _MAX_LISTED: Final = 20
 _EXTERNAL: Final = 1  # TensorProto.DataLocation.EXTERNAL
 
@@ -106,37 +105,16 @@ class _Scan:
     local_functions: set[tuple[str, str]] = field(default_factory=set)
     domains: dict[str, _DomainUse] = field(default_factory=dict)
     locations: dict[str, list[str]] = field(default_factory=dict)
-    issues: list[ArtifactIssue] = field(default_factory=list)
-    _keys: set[tuple[str, str]] = field(default_factory=set)
-    _counts: dict[str, int] = field(default_factory=dict)
-    _dropped: dict[str, tuple[int, Severity]] = field(default_factory=dict)
+    collector: IssueCollector = field(default_factory=IssueCollector)
     _too_deep: bool = False
 
     # ---------------------------------------------------------------------------- issues
 
     def add(self, issue: ArtifactIssue) -> None:
-        identity = (issue.rule_id, issue.key)
-        if identity in self._keys:
-            return
-        self._keys.add(identity)
-        count = self._counts.get(issue.rule_id, 0)
-        if count >= MAX_ISSUES_PER_RULE:
-            dropped, worst = self._dropped.get(issue.rule_id, (0, Severity.INFO))
-            self._dropped[issue.rule_id] = (dropped + 1, max(worst, issue.severity))
-            return
-        self._counts[issue.rule_id] = count + 1
-        self.issues.append(issue)
+        self.collector.add(issue)
 
     def result(self) -> tuple[ArtifactIssue, ...]:
-        summaries = [
-            ArtifactIssue(
-                rule, f"{rule.lower()}:more-issues", "More issues not listed",
-                f"{dropped} more issues of this kind were found and not listed",
-                worst, evidence={"not_listed": dropped},
-            )
-            for rule, (dropped, worst) in sorted(self._dropped.items())
-        ]
-        return (*self.issues, *summaries)
+        return self.collector.result()
 
     # ---------------------------------------------------------------------------- walk
 

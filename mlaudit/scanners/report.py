@@ -71,3 +71,44 @@ class FormatReport:
             self.members + other.members,
             self.declared_types + other.declared_types,
         )
+
+
+MAX_ISSUES_PER_RULE = 200
+
+
+class IssueCollector:
+    """Issues deduplicated by (rule, key) and capped per rule, with one summary per capped rule.
+
+    A hostile file can repeat one defect millions of times; the report needs each distinct
+    issue once and the count of the rest, not a finding per repetition.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[ArtifactIssue] = []
+        self._keys: set[tuple[str, str]] = set()
+        self._counts: dict[str, int] = {}
+        self._dropped: dict[str, tuple[int, Severity]] = {}
+
+    def add(self, issue: ArtifactIssue) -> None:
+        identity = (issue.rule_id, issue.key)
+        if identity in self._keys:
+            return
+        self._keys.add(identity)
+        count = self._counts.get(issue.rule_id, 0)
+        if count >= MAX_ISSUES_PER_RULE:
+            dropped, worst = self._dropped.get(issue.rule_id, (0, Severity.INFO))
+            self._dropped[issue.rule_id] = (dropped + 1, max(worst, issue.severity))
+            return
+        self._counts[issue.rule_id] = count + 1
+        self._items.append(issue)
+
+    def result(self) -> tuple[ArtifactIssue, ...]:
+        summaries = [
+            ArtifactIssue(
+                rule, f"{rule.lower()}:more-issues", "More issues not listed",
+                f"{dropped} more issues of this kind were found and not listed",
+                worst, evidence={"not_listed": dropped},
+            )
+            for rule, (dropped, worst) in sorted(self._dropped.items())
+        ]
+        return (*self._items, *summaries)

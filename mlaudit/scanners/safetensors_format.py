@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.report import MAX_JSON_HEADER_BYTES, ArtifactIssue, FormatReport
+from mlaudit.scanners.report import (
+    MAX_ISSUES_PER_RULE,
+    MAX_JSON_HEADER_BYTES,
+    ArtifactIssue,
+    FormatReport,
+    IssueCollector,
+)
 
 MALFORMED_RULE: Final = "MLA107"
 METADATA_KEY: Final = "__metadata__"
@@ -59,7 +65,7 @@ DTYPE_BITS: Final[dict[str, int]] = {
 }
 _FIELDS: Final = ("dtype", "shape", "data_offsets")
 # At most this many issues are listed; the rest are counted in one summary issue.
-MAX_ISSUES: Final = 200
+MAX_ISSUES: Final = MAX_ISSUES_PER_RULE
 _HEADER_LENGTH_BYTES: Final = 8
 
 
@@ -123,42 +129,25 @@ def scan_safetensors(path: str | os.PathLike[str]) -> FormatReport:
 
 
 class _Issues:
-    """MLA107 issues, deduplicated by key and capped at :data:`MAX_ISSUES` plus a summary."""
+    """Builds safetensors' MLA107 issues from short keys; :class:`IssueCollector` caps them."""
 
     def __init__(self) -> None:
-        self._items: list[ArtifactIssue] = []
-        self._keys: set[str] = set()
-        self._dropped = 0
-        self._worst = Severity.INFO
+        self._collector = IssueCollector()
 
     def add(self, key: str, title: str, message: str, *, tensor: str | None = None,
             severity: Severity = Severity.HIGH, pointer: str | None = None,
             evidence: dict[str, JsonValue] | None = None) -> None:
         full_key = f"safetensors-{key}" + (f":{tensor}" if tensor is not None else "")
-        if full_key in self._keys:
-            return
-        self._keys.add(full_key)
-        if len(self._items) >= MAX_ISSUES:
-            self._dropped += 1
-            self._worst = max(self._worst, severity)
-            return
         details: dict[str, JsonValue] = dict(evidence or {})
         if tensor is not None:
             details.setdefault("tensor", tensor[:300])
-        self._items.append(ArtifactIssue(
+        self._collector.add(ArtifactIssue(
             MALFORMED_RULE, full_key, title, message, severity, None,
             pointer or (f"tensor {tensor[:200]!r}" if tensor is not None else None), details,
         ))
 
     def result(self) -> tuple[ArtifactIssue, ...]:
-        if not self._dropped:
-            return tuple(self._items)
-        summary = ArtifactIssue(
-            MALFORMED_RULE, "safetensors-more-issues", "More issues not listed",
-            f"{self._dropped} more problems were found and not listed", self._worst,
-            evidence={"not_listed": self._dropped},
-        )
-        return (*self._items, summary)
+        return self._collector.result()
 
 
 class _Object(dict[str, Any]):

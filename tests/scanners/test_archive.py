@@ -50,6 +50,7 @@ from tests.fixtures.hostile_archives import (
     build_hostile_archives,
     extraction_folder,
 )
+from tests.fixtures.mutation import EDITS, mutate
 
 SCANNERS: dict[str, Callable[[Path], FormatReport]] = {
     "torch_zip": scan_torch_zip,
@@ -624,28 +625,6 @@ def _seed_tar() -> bytes:
 _SEEDS: list[bytes] = []
 
 
-def _mutate(seed: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
-    data = bytearray(seed)
-    for action, where, chunk in edits:
-        index = where % (len(data) + 1)
-        if action == "flip":
-            data[index:index + len(chunk)] = chunk
-        elif action == "insert":
-            data[index:index] = chunk
-        elif action == "delete":
-            del data[index:index + len(chunk)]
-        else:
-            del data[index:]
-    return bytes(data)
-
-
-EDITS = st.lists(
-    st.tuples(st.sampled_from(["flip", "flip", "insert", "delete", "cut"]),
-              st.integers(0, 100_000), st.binary(min_size=1, max_size=8)),
-    min_size=1, max_size=4,
-)
-
-
 def assert_reports_quickly(function: Callable[[Path], FormatReport], data: bytes) -> None:
     """``function`` returns a FormatReport for ``data`` (never raises), within seconds."""
     import tempfile
@@ -665,12 +644,12 @@ def assert_reports_quickly(function: Callable[[Path], FormatReport], data: bytes
 def test_mutated_zips_always_report(seed: int, edits: list[tuple[str, int, bytes]]) -> None:
     if not _SEEDS:
         _SEEDS.extend(_seed_zips())
-    data = _mutate(_SEEDS[seed], edits)
+    data = mutate(_SEEDS[seed], edits)
     assert_reports_quickly(inspect_zip, data)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(edits=EDITS)
 def test_mutated_tars_always_report(edits: list[tuple[str, int, bytes]]) -> None:
-    assert_reports_quickly(inspect_tar, _mutate(_seed_tar(), edits))
+    assert_reports_quickly(inspect_tar, mutate(_seed_tar(), edits))
 

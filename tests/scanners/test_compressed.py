@@ -32,7 +32,8 @@ from tests.fixtures.benign_archives import (
     build_benign_archives,
 )
 from tests.fixtures.hostile_pickles import _system
-from tests.scanners.test_archive import EDITS, _mutate, assert_reports_quickly
+from tests.fixtures.mutation import EDITS, mutate
+from tests.scanners.test_archive import assert_reports_quickly
 
 JOBLIB_SAMPLES = [f"joblib_{kind}" for kind in JOBLIB_COMPRESSORS]
 
@@ -243,4 +244,4 @@ def seeds() -> dict[str, bytes]:
 def test_mutated_compressed_files_always_report(
     seeds: dict[str, bytes], kind: str, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    assert_reports_quickly(scan_compressed_joblib, _mutate(seeds[kind], edits))
+    assert_reports_quickly(scan_compressed_joblib, mutate(seeds[kind], edits))

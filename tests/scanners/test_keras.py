@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from mlaudit.findings import Severity
 from mlaudit.scanners import keras as keras_scanner
 from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
-from mlaudit.scanners.report import FormatReport
+from mlaudit.scanners.report import MAX_ISSUES_PER_RULE, FormatReport
 from tests.fixtures.benign_formats import BenignFormatSample, build_benign_formats
 from tests.fixtures.hostile_formats import (
     HOSTILE_FORMAT_NAMES,
@@ -49,6 +49,7 @@ from tests.fixtures.hostile_formats import (
     write_keras_h5,
     write_keras_zip,
 )
+from tests.fixtures.mutation import EDITS, mutate
 
 HOSTILE = [name for name in HOSTILE_FORMAT_NAMES if name.startswith("keras")]
 BENIGN = ["keras_dense_zip", "keras_wrappers_zip", "keras_dense_h5", "keras_dense_h5_text"]
@@ -434,7 +435,7 @@ def test_depth_caps(tmp_path: Path) -> None:
 def test_issue_count_is_capped(tmp_path: Path) -> None:
     layers = [keras_object("mypkg", "L", {"name": f"l{i}"}) for i in range(300)]
     report = _zip_with_config(tmp_path / "m.keras", sequential(layers))
-    assert len(report.issues) == keras_scanner.MAX_ISSUES_PER_RULE + 1
+    assert len(report.issues) == MAX_ISSUES_PER_RULE + 1
     assert report.issues[-1].key == "mla104:more-issues"
 
 
@@ -512,23 +513,11 @@ def seed_zip(benign: list[BenignFormatSample]) -> bytes:
 
 @settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(
-    st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]), st.integers(0, 100_000),
-              st.binary(min_size=1, max_size=8)), min_size=1, max_size=4))
+@given(edits=EDITS)
 def test_mutated_archives(scratch: Path, seed_zip: bytes,
                           edits: list[tuple[str, int, bytes]]) -> None:
-    data = bytearray(seed_zip)
-    for action, where, chunk in edits:
-        index = where % (len(data) + 1)
-        if action == "flip":
-            data[index:index + len(chunk)] = chunk
-        elif action == "insert":
-            data[index:index] = chunk
-        elif action == "delete":
-            del data[index:index + len(chunk)]
-        else:
-            del data[index:]
-    (scratch / "m.keras").write_bytes(bytes(data))
+    data = mutate(seed_zip, edits)
+    (scratch / "m.keras").write_bytes(data)
     _timed(scan_keras_zip, scratch / "m.keras")
 
 

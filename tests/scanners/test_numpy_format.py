@@ -25,7 +25,8 @@ from mlaudit.scanners.pickle_policy import Verdict, classify
 from mlaudit.scanners.report import FormatReport
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, BenignSample, build_benign_archives
 from tests.fixtures.hostile_pickles import _system
-from tests.scanners.test_archive import EDITS, _mutate, assert_reports_quickly
+from tests.fixtures.mutation import EDITS, mutate
+from tests.scanners.test_archive import assert_reports_quickly
 
 NUMPY_SAMPLES = [n for n in BENIGN_SAMPLE_NAMES if n.startswith(("npy", "npz"))]
 
@@ -246,7 +247,7 @@ def seeds() -> list[bytes]:
 def test_mutated_npy_always_reports(
     seeds: list[bytes], which: int, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    assert_reports_quickly(scan_npy, _mutate(seeds[which], edits))
+    assert_reports_quickly(scan_npy, mutate(seeds[which], edits))
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,
@@ -255,7 +256,7 @@ def test_mutated_npy_always_reports(
 def test_mutated_npz_always_reports(
     seeds: list[bytes], which: int, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    assert_reports_quickly(scan_npz, _mutate(seeds[which], edits))
+    assert_reports_quickly(scan_npz, mutate(seeds[which], edits))
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from mlaudit.findings import Severity
 from mlaudit.scanners import onnx_format
 from mlaudit.scanners.onnx_format import STANDARD_DOMAINS, scan_onnx
-from mlaudit.scanners.report import FormatReport
+from mlaudit.scanners.report import MAX_ISSUES_PER_RULE, FormatReport
 from tests.fixtures.benign_formats import BenignFormatSample, build_benign_formats
 from tests.fixtures.hostile_formats import (
     HOSTILE_FORMAT_NAMES,
@@ -35,6 +35,7 @@ from tests.fixtures.hostile_formats import (
     external_tensor,
     naive_target,
 )
+from tests.fixtures.mutation import EDITS, mutate
 
 HOSTILE = [name for name in HOSTILE_FORMAT_NAMES if name.startswith("onnx")]
 BENIGN = ["onnx_logistic_regression", "onnx_random_forest", "onnx_column_transformer",
@@ -310,7 +311,7 @@ def test_graph_depth_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_issue_count_is_capped(tmp_path: Path) -> None:
     nodes = [helper.make_node("Op", ["X"], [f"o{i}"], domain=f"d{i}") for i in range(250)]
     report = _scan_model(tmp_path / "m.onnx", _model(nodes))
-    assert len(report.issues) == onnx_format.MAX_ISSUES_PER_RULE + 1
+    assert len(report.issues) == MAX_ISSUES_PER_RULE + 1
     assert report.issues[-1].key == "mla104:more-issues"
     assert report.issues[-1].evidence["not_listed"] == 50
 
@@ -387,23 +388,11 @@ def seeds(benign: list[BenignFormatSample]) -> list[bytes]:
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, len(BENIGN) - 1), edits=st.lists(
-    st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]), st.integers(0, 100_000),
-              st.binary(min_size=1, max_size=8)), min_size=1, max_size=4))
+@given(seed=st.integers(0, len(BENIGN) - 1), edits=EDITS)
 def test_mutated_models(scratch: Path, seeds: list[bytes], seed: int,
                         edits: list[tuple[str, int, bytes]]) -> None:
-    data = bytearray(seeds[seed])
-    for action, where, chunk in edits:
-        index = where % (len(data) + 1)
-        if action == "flip":
-            data[index:index + len(chunk)] = chunk
-        elif action == "insert":
-            data[index:index] = chunk
-        elif action == "delete":
-            del data[index:index + len(chunk)]
-        else:
-            del data[index:]
-    _scan_never_raises(scratch, bytes(data))
+    data = mutate(seeds[seed], edits)
+    _scan_never_raises(scratch, data)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,

@@ -37,6 +37,7 @@ from tests.fixtures.hostile_pickles import (
     HostileSample,
     build_hostile_corpus,
 )
+from tests.fixtures.mutation import mutate
 
 
 def _verdict(found: GlobalImport) -> Verdict:
@@ -643,15 +644,5 @@ def _seeds() -> tuple[bytes, ...]:
 def test_mutated_pickles_scan_or_are_malformed(
     seed: int, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    data = bytearray(_seeds()[seed])
-    for action, where, chunk in edits:
-        index = where % (len(data) + 1)
-        if action == "flip":
-            data[index:index + len(chunk)] = chunk
-        elif action == "insert":
-            data[index:index] = chunk
-        elif action == "delete":
-            del data[index:index + len(chunk)]
-        else:
-            del data[index:]
-    _scan_or_malformed(bytes(data))
+    data = mutate(_seeds()[seed], edits)
+    _scan_or_malformed(data)

@@ -31,7 +31,8 @@ from mlaudit.scanners.report import FormatReport
 from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, BenignSample, build_benign_archives
 from tests.fixtures.hostile_pickles import _system
-from tests.scanners.test_archive import EDITS, _mutate, assert_reports_quickly
+from tests.fixtures.mutation import EDITS, mutate
+from tests.scanners.test_archive import assert_reports_quickly
 
 SYSTEM = f"{os.system.__module__}.system"
 TORCH_SAMPLES = [n for n in BENIGN_SAMPLE_NAMES if n.startswith("torch")]
@@ -350,7 +351,7 @@ def seeds(benign: dict[str, BenignSample]) -> dict[str, bytes]:
 def test_mutated_torch_zips_always_report(
     seeds: dict[str, bytes], which: str, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    assert_reports_quickly(scan_torch_zip, _mutate(seeds[which], edits))
+    assert_reports_quickly(scan_torch_zip, mutate(seeds[which], edits))
 
 
 @settings(max_examples=120, deadline=None, derandomize=True,
@@ -359,4 +360,4 @@ def test_mutated_torch_zips_always_report(
 def test_mutated_legacy_checkpoints_always_report(
     seeds: dict[str, bytes], which: str, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    assert_reports_quickly(scan_torch_legacy, _mutate(seeds[which], edits))
+    assert_reports_quickly(scan_torch_legacy, mutate(seeds[which], edits))
