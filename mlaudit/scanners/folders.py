@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlaudit.findings import JsonValue, Severity
+from mlaudit.scanners.paths import escape_reason
 from mlaudit.scanners.report import (
     MAX_ARCHIVE_MEMBERS,
     MAX_JSON_HEADER_BYTES,
@@ -227,16 +228,9 @@ def _flavor_issues(
         )
     for key in ("pickled_model", "data", "model_data", "path"):
         target = config.get(key)
-        if isinstance(target, str) and _escapes(path, target):
+        if isinstance(target, str) and escape_reason(target, path) is not None:
             yield ArtifactIssue(
                 "MLA103", f"escaping-path:{flavor}.{key}", "MLmodel points outside the folder",
                 f"flavour {flavor} loads {target}, which is outside the model folder",
                 Severity.CRITICAL, member="MLmodel", pointer=f"flavors.{flavor}.{key}",
             )
-
-
-def _escapes(root: Path, target: str) -> bool:
-    candidate = Path(target)
-    if candidate.is_absolute():
-        return True
-    return not (root / candidate).resolve().is_relative_to(root.resolve())

@@ -56,10 +56,11 @@ import re
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PureWindowsPath
 from typing import Any, Final
 
 from mlaudit.findings import JsonValue, Severity
+from mlaudit.scanners.paths import escape_reason
 from mlaudit.scanners.pickle_policy import Verdict, classify
 from mlaudit.scanners.report import (
     MAX_ARCHIVE_MEMBERS,
@@ -448,7 +449,7 @@ def _text(value: object) -> str:
 
 def _external_file(name: str, where: str, kind: str, folder: Path, issues: IssueCollector, *,
                    member: str | None) -> None:
-    reason = _escape_reason(name, folder)
+    reason = escape_reason(name, folder)
     evidence: dict[str, JsonValue] = {"file": name, "object": where, "kind": kind}
     if reason is not None:
         evidence["reason"] = reason
@@ -464,25 +465,6 @@ def _external_file(name: str, where: str, kind: str, folder: Path, issues: Issue
         f"HDF5 {kind} {where!r} reads its data from {name!r}; a model file should be "
         "self-contained", Severity.MEDIUM, member, where, evidence,
     ))
-
-
-def _escape_reason(name: str, folder: Path) -> str | None:
-    if "\x00" in name:
-        return "contains a NUL character"
-    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() \
-            or name.startswith("\\") or PureWindowsPath(name).drive:
-        return "is an absolute path"
-    if ".." in re.split(r"[/\\]", name):
-        return "contains a '..' component"
-    base = os.path.realpath(folder)
-    try:
-        target = os.path.realpath(os.path.join(base, name))
-        inside = os.path.commonpath([base, target]) == base
-    except (ValueError, OSError):
-        return "cannot be resolved"
-    if not inside:
-        return "resolves (through a symbolic link) outside the model's folder"
-    return None
 
 
 # ============================================================================================

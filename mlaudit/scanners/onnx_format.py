@@ -31,10 +31,11 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from mlaudit.findings import JsonValue, Severity
+from mlaudit.scanners.paths import escape_reason
 from mlaudit.scanners.report import ArtifactIssue, FormatReport, IssueCollector
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class _Scan:
 
     def _location(self, location: str, name: str, where: str, end: int | None) -> None:
         evidence: dict[str, JsonValue] = {"location": location[:500], "tensor": name}
-        reason = _escape_reason(location, self.folder)
+        reason = escape_reason(location, self.folder)
         if reason is not None:
             evidence["reason"] = reason
             self.add(ArtifactIssue(
@@ -284,27 +285,6 @@ class _Scan:
                 f"tensor {name!r} reads its data from {location!r}, which {problem}",
                 Severity.MEDIUM, None, where, evidence,
             ))
-
-
-def _escape_reason(location: str, folder: Path) -> str | None:
-    """Why ``location``, relative to the model's folder, reaches outside it (None: it doesn't)."""
-    if "\x00" in location:
-        return "contains a NUL character"
-    windows = PureWindowsPath(location)
-    if PurePosixPath(location).is_absolute() or windows.is_absolute() or windows.drive \
-            or location.startswith("\\"):
-        return "is an absolute path"
-    if ".." in re.split(r"[/\\]", location):
-        return "contains a '..' component"
-    base = os.path.realpath(folder)
-    try:
-        target = os.path.realpath(os.path.join(base, location))
-        inside = os.path.commonpath([base, target]) == base
-    except (ValueError, OSError):
-        return "cannot be resolved"
-    if not inside:
-        return "resolves, through a symbolic link, outside the model's folder"
-    return None
 
 
 def _malformed(key: str, title: str, message: str, *, pointer: str | None = None,
