@@ -148,8 +148,30 @@ def torch_globals() -> set[str]:
     return names
 
 
+def boosting_globals() -> set[str]:
+    """XGBoost and LightGBM scikit-learn wrappers and their boosters, when installed.
+
+    Their boosters restore themselves from the libraries' own model formats, parsed in C++,
+    not from further pickles.
+    """
+    names: set[str] = set()
+    for module_name, classes in (
+        ("xgboost", ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier",
+                     "XGBRFRegressor", "Booster")),
+        ("lightgbm", ("LGBMClassifier", "LGBMRegressor", "LGBMRanker", "Booster")),
+    ):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        for class_name in classes:
+            cls = getattr(module, class_name)
+            names.add(f"{cls.__module__}.{cls.__qualname__}")
+    return names
+
+
 def main() -> None:
-    entries = set(HELPERS) | estimator_globals() | torch_globals()
+    entries = set(HELPERS) | estimator_globals() | torch_globals() | boosting_globals()
     rejected = sorted(
         name for name in entries
         if classify(*name.rsplit(".", 1)).verdict is Verdict.DANGEROUS

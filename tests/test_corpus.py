@@ -16,7 +16,7 @@ from mlaudit.findings import Severity
 from mlaudit.gate import LoadStatus, decide
 from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.subject import ModelArtifact, open_model
-from tests.conftest import Runner
+from tests.conftest import TARGET, Runner, Workspace
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, build_benign_archives
 from tests.fixtures.benign_formats import BENIGN_FORMAT_NAMES, build_benign_formats
 from tests.fixtures.hostile_archives import ARCHIVE_SAMPLE_NAMES, build_hostile_archives
@@ -98,3 +98,30 @@ def test_cli_state_dict_is_scanned_loaded_and_explained(run_cli: Runner, tmp_pat
     assert result.report["subject"]["model"]["format"] == "pytorch"
     mla105 = result.result("MLA105")["findings"]
     assert [f["severity"] for f in mla105] == ["low"]
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_boosting_models_pass_the_gate_and_are_audited(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, library: str
+) -> None:
+    import joblib
+    import pandas as pd
+
+    train = pd.read_csv(workspace.train)
+    features, labels = train.drop(columns=[TARGET]), train[TARGET]
+    if library == "xgboost":
+        from xgboost import XGBClassifier
+
+        model: object = XGBClassifier(n_estimators=10, max_depth=3).fit(features, labels)
+    else:
+        from lightgbm import LGBMClassifier
+
+        model = LGBMClassifier(n_estimators=10, verbose=-1).fit(features, labels)
+    path = tmp_path / f"{library}.joblib"
+    joblib.dump(model, path)
+    assert _severe_rules(open_model(str(path))) == set()
+    result = run_cli("scan", path, "--data", workspace.holdout, "--target", TARGET)
+    assert result.exit_code == 0, result.stderr
+    assert result.report["subject"]["model"]["load"]["status"] == "allowed"
+    assert result.result("MLA102")["findings"] == []
+    assert result.result("MLA702")["status"] == "passed"
