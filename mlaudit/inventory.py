@@ -6,15 +6,24 @@ open the gate: the gate does not depend on which rules run.
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlaudit.errors import InputError
 from mlaudit.findings import Severity
-from mlaudit.scanners.archive import inspect_tar, inspect_zip
+from mlaudit.scanners.archive import (
+    READ_ERRORS,
+    SizeCapExceeded,
+    decompression_cap,
+    inspect_tar,
+    inspect_zip,
+    materialize,
+)
 from mlaudit.scanners.compressed import scan_compressed_joblib
-from mlaudit.scanners.folders import FolderError, scan_model_folder
+from mlaudit.scanners.folders import FolderError, prefixed_report, scan_model_folder
 from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
 from mlaudit.scanners.numpy_format import scan_npy, scan_npz
 from mlaudit.scanners.onnx_format import scan_onnx
@@ -227,6 +236,36 @@ def _onnx(path: Path) -> FormatReport:
         ) from None
 
 
+KERAS_NUMPY_WEIGHTS = "model.weights.npz"
+
+
+def _keras(path: Path) -> FormatReport:
+    """A ``.keras`` archive, and the NumPy weights Keras loads from it with pickles allowed."""
+    report = scan_keras_zip(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(KERAS_NUMPY_WEIGHTS)
+            with tempfile.TemporaryDirectory(prefix="mlaudit-") as scratch:
+                extracted = materialize(
+                    lambda: archive.open(info), decompression_cap(info.compress_size),
+                    Path(scratch),
+                )
+                weights = scan_npz(extracted)
+    except KeyError:  # no NumPy weights: the usual .keras layout with model.weights.h5
+        return report
+    except SizeCapExceeded as error:
+        return report.merged(
+            FormatReport("", issues=(ArtifactIssue(
+                "MLA103", "decompression-bomb:" + KERAS_NUMPY_WEIGHTS, "Decompression bomb",
+                f"{KERAS_NUMPY_WEIGHTS} decompresses to {error}", Severity.CRITICAL,
+                member=KERAS_NUMPY_WEIGHTS,
+            ),))
+        )
+    except READ_ERRORS:
+        return report  # the Keras scanner has already reported an unreadable archive
+    return report.merged(prefixed_report(weights, KERAS_NUMPY_WEIGHTS))
+
+
 def _skops(path: Path) -> FormatReport:
     return inspect_zip(path).merged(_skops_report(path))
 
@@ -238,7 +277,7 @@ FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {
     ModelFormat.PYTORCH_LEGACY: scan_torch_legacy,
     ModelFormat.NUMPY: scan_npy,
     ModelFormat.NPZ: scan_npz,
-    ModelFormat.KERAS: scan_keras_zip,
+    ModelFormat.KERAS: _keras,
     ModelFormat.KERAS_H5: _keras_h5,
     ModelFormat.ONNX: _onnx,
     ModelFormat.SAFETENSORS: scan_safetensors,

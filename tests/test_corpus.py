@@ -125,3 +125,46 @@ def test_boosting_models_pass_the_gate_and_are_audited(
     assert result.report["subject"]["model"]["load"]["status"] == "allowed"
     assert result.result("MLA102")["findings"] == []
     assert result.result("MLA702")["status"] == "passed"
+
+
+def _keras_with_numpy_weights(path: Path, weights: dict[str, object]) -> None:
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)  # type: ignore[arg-type]
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": []}}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
+        archive.writestr("model.weights.npz", buffer.getvalue())
+
+
+def test_keras_numpy_weights_with_a_pickled_payload_are_blocked(tmp_path: Path) -> None:
+    """Keras loads model.weights.npz with allow_pickle=True, so an object array runs code."""
+    import numpy as np
+
+    from tests.fixtures.hostile_pickles import _system
+
+    canary = tmp_path / "canary"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _system(canary)
+    path = tmp_path / "model.keras"
+    _keras_with_numpy_weights(path, {"dense": np.zeros(3), "hook": payload})
+    artifact = open_model(str(path))
+    [dangerous] = artifact.inventory.with_verdict(Verdict.DANGEROUS)
+    assert dangerous.member is not None
+    assert dangerous.member.startswith("model.weights.npz/")
+    assert decide(artifact, [], trust_model=False).status is LoadStatus.BLOCKED
+    assert not canary.exists()
+
+
+def test_keras_numeric_numpy_weights_are_clean(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "model.keras"
+    _keras_with_numpy_weights(path, {"dense": np.zeros((4, 3)), "bias": np.ones(3)})
+    assert _severe_rules(open_model(str(path))) == set()

@@ -56,7 +56,7 @@ def scan_model_folder(path: Path, scan_file: FileScanner) -> FormatReport:
             continue
         found = scan_file(issue_or_file)
         if found is not None:
-            report = report.merged(_prefixed(found, relative))
+            report = report.merged(prefixed_report(found, relative))
     return report
 
 
@@ -94,7 +94,8 @@ def _walk(root: Path) -> Iterator[tuple[str, ArtifactIssue | Path]]:
                 yield relative, path
 
 
-def _prefixed(report: FormatReport, relative: str) -> FormatReport:
+def prefixed_report(report: FormatReport, relative: str) -> FormatReport:
+    """``report`` for a file found at ``relative`` inside a folder or archive."""
     def member(inner: str | None) -> str:
         return relative if inner is None else f"{relative}/{inner}"
 
