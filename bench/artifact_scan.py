@@ -48,7 +48,6 @@ if str(REPO_ROOT) not in sys.path:
 from bench.pickle_scan import (  # noqa: E402
     CLEAN,
     CRASH,
-    DETECTION_TIMEOUT_S,
     FLAGGED,
     REFUSED,
     SKIPPED,
@@ -61,6 +60,7 @@ from bench.pickle_scan import (  # noqa: E402
     build_benign_set,
     discover_tools,
     run_isolated,
+    scan_each,
 )
 from mlaudit.errors import InputError  # noqa: E402
 from mlaudit.findings import Severity  # noqa: E402
@@ -233,17 +233,6 @@ def _benign_cell(outcome: Outcome) -> str:
         FLAGGED: "**HIGH+**", REFUSED: "**REFUSED** (error)", CRASH: "**CRASH**",
         TIMEOUT: "**TIMEOUT**", CLEAN: "ok", SKIPPED: "skipped",
     }[outcome.kind]
-
-
-def scan_all(tools: list[Tool], samples: list[Sample], what: str) -> dict[str, list[Outcome]]:
-    results: dict[str, list[Outcome]] = {}
-    for tool in tools:
-        _progress(f"{what}: {tool.name}")
-        assert tool.check is not None
-        results[tool.name] = [
-            run_isolated(tool.check, [s.path], DETECTION_TIMEOUT_S)[1][0] for s in samples
-        ]
-    return results
 
 
 def print_detection(tools: list[Tool], samples: list[Sample],
@@ -453,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                     with contextlib.suppress(Exception):
                         tool.check(benign[0].path)
 
-            hostile_results = scan_all(tools, hostile, "detection")
-            benign_results = scan_all(fp_tools, benign, "false positives")
+            hostile_results = scan_each(tools, [s.path for s in hostile], "detection")
+            benign_results = scan_each(fp_tools, [s.path for s in benign], "false positives")
 
             large: list[Path] = []
             timings: dict[tuple[str, str], LargeTiming] = {}

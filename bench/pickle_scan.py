@@ -494,16 +494,20 @@ def _mb(size: int) -> float:
 # The three benchmarks.
 
 
-def detection(tools: list[Tool], corpus: list[Any]) -> dict[str, list[Outcome]]:
+def scan_each(tools: list[Tool], paths: list[Path], what: str) -> dict[str, list[Outcome]]:
+    """Every tool's outcome on every file, one isolated child per scan."""
     results: dict[str, list[Outcome]] = {}
-    paths = [sample.path for sample in corpus]
     for tool in tools:
-        _progress(f"detection: {tool.name}")
+        _progress(f"{what}: {tool.name}")
         assert tool.check is not None
         results[tool.name] = [
             run_isolated(tool.check, [path], DETECTION_TIMEOUT_S)[1][0] for path in paths
         ]
     return results
+
+
+def detection(tools: list[Tool], corpus: list[Any]) -> dict[str, list[Outcome]]:
+    return scan_each(tools, [sample.path for sample in corpus], "detection")
 
 
 def print_detection(tools: list[Tool], missing: list[Tool], corpus: list[Any],
@@ -552,14 +556,7 @@ def print_detection(tools: list[Tool], missing: list[Tool], corpus: list[Any],
 
 
 def false_positives(tools: list[Tool], files: list[BenignFile]) -> dict[str, list[Outcome]]:
-    results: dict[str, list[Outcome]] = {}
-    for tool in tools:
-        _progress(f"false positives: {tool.name}")
-        assert tool.check is not None
-        results[tool.name] = [
-            run_isolated(tool.check, [f.path], DETECTION_TIMEOUT_S)[1][0] for f in files
-        ]
-    return results
+    return scan_each(tools, [f.path for f in files], "false positives")
 
 
 def print_false_positives(tools: list[Tool], missing: list[Tool], files: list[BenignFile],

@@ -146,19 +146,21 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
     return EXIT_GATE_FAILED
 
 
+_SETTING_OPTIONS = (
+    "select", "ignore", "fail_on", "min_score", "allow_incomplete", "exit_zero", "seed",
+    "profile", "trust_model", "output_dir", "formats", "target",
+)
+
+
 def _given_options(given: dict[str, Any]) -> dict[str, Any]:
     """Options actually given on the command line (unset ones fall through to env and file)."""
-    names = {
-        "select": "select", "ignore": "ignore", "fail_on": "fail_on", "min_score": "min_score",
-        "allow_incomplete": "allow_incomplete", "exit_zero": "exit_zero", "seed": "seed",
-        "profile": "profile", "trust_model": "trust_model", "output_dir": "output_dir",
-        "formats": "format", "target": "target",
-    }
     values = {}
-    for option, key in names.items():
+    for option in _SETTING_OPTIONS:
         value = given.get(option)
         if value is None or value == ():
             continue
+        # --format is repeatable, so Click names its parameter "formats"
+        key = "format" if option == "formats" else option
         values[key] = str(value) if isinstance(value, Path) else value
     return values
 
