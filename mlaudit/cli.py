@@ -181,13 +181,41 @@ def _load_rules(settings: Settings) -> list[type[Rule]]:
         budget = options.get("budget_s", 1.0)
         if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
             raise UsageError(f"budget_s for {rule.meta.id} must be a positive number of seconds")
-        for option in options:
+        defaults = {o.name: o.default for o in rule.meta.options}
+        for option, value in options.items():
             if option not in allowed:
                 raise UsageError(
                     f"unknown option {option!r} for rule {rule.meta.id} "
                     f"(known: {', '.join(sorted(allowed))})"
                 )
+            if option in defaults and not _same_kind(defaults[option], value):
+                raise UsageError(
+                    f"option {option} for rule {rule.meta.id} must be "
+                    f"{_KIND_NAMES[_kind(defaults[option])]}, not {value!r}"
+                )
     return rules
+
+
+_KIND_NAMES = {bool: "true or false", float: "a number", list: "a list", str: "a string"}
+
+
+def _kind(value: object) -> type:
+    """The kind of an option value: bool before numbers, since bool is an int in Python."""
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int | float):
+        return float
+    return list if isinstance(value, list) else str if isinstance(value, str) else object
+
+
+def _same_kind(default: object, value: object) -> bool:
+    if default is None:
+        return True
+    if _kind(value) is not _kind(default):
+        return False
+    if isinstance(default, list) and default:
+        return all(_kind(item) is _kind(default[0]) for item in value)  # type: ignore[attr-defined]
+    return True
 
 
 def _blocked_reason(audit: AuditRun, rules: Sequence[type[Rule]]) -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mlaudit import compat
-from mlaudit.errors import ModelNotRunnable
+from mlaudit.errors import ConfigError, ModelNotRunnable
 from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
 from mlaudit.gate import LoadDecision, decide
 from mlaudit.loaders import loader_for
@@ -162,6 +162,8 @@ def _run_rule(
     duration = time.perf_counter() - started
     queries = counted.queries if counted is not None else None
     base = (meta.id, meta.name, meta.family.value)
+    if isinstance(failure, ConfigError):
+        raise failure  # the configuration is wrong, not the model: exit 2, no report
     if isinstance(failure, RuleSkipped):
         return RuleResult(*base, Status.SKIPPED, None, str(failure), duration_s=duration)
     if failure is not None:

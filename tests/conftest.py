@@ -116,7 +116,11 @@ Runner = Callable[..., CliResult]
 def run_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Runner]:
-    """Run ``mlaudit`` in-process in an empty working directory; returns code and output."""
+    """Run ``mlaudit`` in-process in an empty working directory; returns code and output.
+
+    Scans use the quick profile unless the test gives ``--profile``: the behavioural rules'
+    sample sizes and query budgets come from the profile, and CLI tests are about the CLI.
+    """
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("MLAUDIT_"):
@@ -127,6 +131,8 @@ def run_cli(
         out = output_dir or tmp_path / "out"
         if arguments and arguments[0] == "scan" and "-o" not in arguments:
             arguments += ["-o", str(out)]
+        if arguments and arguments[0] == "scan" and "--profile" not in arguments:
+            arguments += ["--profile", "quick"]
         capsys.readouterr()
         with pytest.raises(SystemExit) as exited:
             main(arguments)
