@@ -61,6 +61,15 @@ if [ -z "$$(ls -A $(2) 2>/dev/null)" ]; then \
 fi
 endef
 
+# $(call expect,REPORT DIR,RULE ID,STATUS): fail the demo unless the rule ended in STATUS.
+define expect
+$(VENV_PYTHON) -c 'import json, sys; \
+report, rule, wanted = sys.argv[1:]; \
+status = {r["rule_id"]: r["status"] for r in json.load(open(report))["results"]}.get(rule); \
+print("demo:", rule, "in", report, status, "" if status == wanted else "(expected " + wanted + ")"); \
+sys.exit(status != wanted)' $(1)/report.json $(2) $(3)
+endef
+
 # Scans of the honest models may pass (0) or be blocked by the gate on findings (1), but a
 # usage/input error or crash (2 or more) fails the demo. The hostile pickle must be blocked
 # by the gate (exactly 1) without ever being loaded, i.e. $(DEMO)/PWNED must not appear.
@@ -71,17 +80,22 @@ demo: $(INSTALL_STAMP)
 	@$(MLAUDIT) --help >/dev/null || { echo "demo: '$(MLAUDIT) --help' failed" >&2; exit 1; }
 	@$(call scan,model-overfit.joblib,$(DEMO)/report-overfit,$(DEMO)/model-overfit.joblib \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
+		--config examples/mlaudit-demo.toml \
 		-o $(DEMO)/report-overfit --format json,0|1)
 	@$(call scan,model-regularised.skops,$(DEMO)/report-regularised-skops, \
 		$(DEMO)/model-regularised.skops \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
+		--config examples/mlaudit-demo.toml \
 		-o $(DEMO)/report-regularised-skops --format json,0|1)
 	@$(call scan,model-regularised.onnx,$(DEMO)/report-regularised-onnx, \
 		$(DEMO)/model-regularised.onnx \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
+		--config examples/mlaudit-demo.toml \
 		-o $(DEMO)/report-regularised-onnx --format json,0|1)
 	@$(call scan,model-hostile.pkl,$(DEMO)/report-hostile,$(DEMO)/model-hostile.pkl \
 		--data $(DEMO)/holdout.csv --target approved -o $(DEMO)/report-hostile,1)
+	@$(call expect,$(DEMO)/report-overfit,MLA302,failed)
+	@$(call expect,$(DEMO)/report-regularised-skops,MLA302,passed)
 	@if [ -e $(DEMO)/PWNED ]; then \
 		echo "demo: $(DEMO)/PWNED exists -- the hostile pickle was executed!" >&2; exit 1; \
 	fi
