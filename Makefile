@@ -19,12 +19,14 @@ BIN := $(VENV)/bin
 VENV_PYTHON := $(BIN)/python
 INSTALL_STAMP := $(VENV)/.mlaudit-install.stamp
 MLAUDIT := $(BIN)/mlaudit
+ALL_FORMATS := --format json --format html --format sarif --format junit --format md \
+	--format cyclonedx
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help venv install demo test lint typecheck docs-check pytest clean distclean
+.PHONY: help venv install browser demo sample test lint typecheck docs-check pytest clean distclean
 
 help:
 	@echo "targets: demo test clean distclean (install, lint, typecheck, docs-check, pytest)"
@@ -42,6 +44,15 @@ $(INSTALL_STAMP): pyproject.toml | $(VENV_PYTHON)
 	@touch $@
 
 install: $(INSTALL_STAMP)
+
+# The HTML report is tested in a real browser: Debian's chromium, installed when missing
+# (as root directly, otherwise through sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the HTML report tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # --------------------------------------------------------------------------- demo
 
@@ -81,17 +92,17 @@ demo: $(INSTALL_STAMP)
 	@$(call scan,model-overfit.joblib,$(DEMO)/report-overfit,$(DEMO)/model-overfit.joblib \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
 		--config examples/mlaudit-demo.toml \
-		-o $(DEMO)/report-overfit --format json,0|1)
+		-o $(DEMO)/report-overfit $(ALL_FORMATS),0|1)
 	@$(call scan,model-regularised.skops,$(DEMO)/report-regularised-skops, \
 		$(DEMO)/model-regularised.skops \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
 		--config examples/mlaudit-demo.toml \
-		-o $(DEMO)/report-regularised-skops --format json,0|1)
+		-o $(DEMO)/report-regularised-skops $(ALL_FORMATS),0|1)
 	@$(call scan,model-regularised.onnx,$(DEMO)/report-regularised-onnx, \
 		$(DEMO)/model-regularised.onnx \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
 		--config examples/mlaudit-demo.toml \
-		-o $(DEMO)/report-regularised-onnx --format json,0|1)
+		-o $(DEMO)/report-regularised-onnx $(ALL_FORMATS),0|1)
 	@$(call scan,model-hostile.pkl,$(DEMO)/report-hostile,$(DEMO)/model-hostile.pkl \
 		--data $(DEMO)/holdout.csv --target approved -o $(DEMO)/report-hostile,1)
 	@$(call expect,$(DEMO)/report-overfit,MLA302,failed)
@@ -100,6 +111,11 @@ demo: $(INSTALL_STAMP)
 		echo "demo: $(DEMO)/PWNED exists -- the hostile pickle was executed!" >&2; exit 1; \
 	fi
 	@echo "demo: ok (hostile pickle blocked and not loaded; reports in $(DEMO)/report-*)"
+
+# The sample audit in reports/: the demo's overfit-model report, as JSON and HTML.
+sample: demo
+	mkdir -p reports/sample
+	cp $(DEMO)/report-overfit/report.json $(DEMO)/report-overfit/report.html reports/sample/
 
 # --------------------------------------------------------------------------- checks
 
@@ -112,11 +128,11 @@ typecheck: $(INSTALL_STAMP)
 docs-check: $(INSTALL_STAMP)
 	$(VENV_PYTHON) -m mlaudit.docs --check rules
 
-pytest: $(INSTALL_STAMP)
+pytest: $(INSTALL_STAMP) browser
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 # Sequential on purpose (one failure stops the rest, output stays readable under make -j).
-test: $(INSTALL_STAMP)
+test: $(INSTALL_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict mlaudit
 	$(VENV_PYTHON) -m mlaudit.docs --check rules

@@ -6,6 +6,7 @@ stderr, no traceback, no report written). Every error path, Click's own included
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -30,7 +31,7 @@ from mlaudit.engine import AuditRun, EngineSettings, run_audit
 from mlaudit.errors import UsageError
 from mlaudit.gate import LoadStatus
 from mlaudit.registry import extra_installed, registered_rules, select_rules
-from mlaudit.report import RunInfo, build_report
+from mlaudit.report import RunInfo, build_report, read_report
 from mlaudit.reports import FORMATS, renderer_for
 from mlaudit.rules.base import Rule, Stage
 from mlaudit.scoring import FAIL_ON_CHOICES, GatePolicy, decide_gate, score_results
@@ -81,11 +82,14 @@ def cli() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show each step.")
 @click.option("-o", "--output-dir", type=_PATH, help="Report directory (default mlaudit-report).")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, help="Output.")
+@click.option("--nlp-model", help="An installed spaCy model for the personal-data rules.")
 def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **given: Any) -> int:
     """Scan MODEL (a file, or module:callable) and write the report."""
     started = datetime.now(UTC)
     cli_values = _given_options(given)
     settings = resolve(cli_values, config_path)
+    if given["nlp_model"]:
+        settings = _with_nlp_model(settings, given["nlp_model"])
     out = _Output(_console(stderr=True), quiet, verbose)
     rules = _load_rules(settings)
     subject = build_subject(
@@ -122,7 +126,8 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         GatePolicy(settings.fail_on, settings.min_score, settings.allow_incomplete),
         _blocked_reason(audit, rules),
     )
-    command = "mlaudit " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "mlaudit scan"
+    arguments = click.get_current_context().find_root().obj or sys.argv[1:]
+    command = "mlaudit " + shlex.join(arguments)
     report = build_report(
         run=RunInfo.new(started, command),
         settings=settings,
@@ -133,17 +138,69 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         results=audit.results,
         warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
     )
-    renderers = [renderer_for(f) for f in dict.fromkeys(settings.format)]
-    rendered = {r.filename: r.render(report) for r in renderers}
-    try:
-        written = write_files_atomically(Path(settings.output_dir), rendered)
-    except OSError as error:
-        raise UsageError(f"cannot write the report to {settings.output_dir}: {error}") from None
+    written = _write_reports(report, settings.format, Path(settings.output_dir))
     if not quiet:
         _print_summary(out.console, report, written)
     if gate.passed or settings.exit_zero:
         return EXIT_PASSED
     return EXIT_GATE_FAILED
+
+
+PERSONAL_DATA_RULES = ("MLA401", "MLA402", "MLA403")
+
+
+def _with_nlp_model(settings: Settings, name: str) -> Settings:
+    """``--nlp-model`` sets the personal-data rules' ``nlp_model`` option, over the file's."""
+    try:
+        from mlaudit.pii.engine import EngineUnavailable, check_nlp_model
+    except ImportError:
+        raise UsageError(
+            "--nlp-model needs the 'pii' extra: pip install 'mlaudit[pii]'"
+        ) from None
+    try:
+        check_nlp_model(name)
+    except EngineUnavailable as error:
+        raise UsageError(str(error)) from None
+    rules = dict(settings.rules)
+    for rule_id in PERSONAL_DATA_RULES:
+        rules[rule_id] = {**rules.get(rule_id, {}), "nlp_model": name}
+    return dataclasses.replace(settings, rules=rules)
+
+
+def _write_reports(report: dict[str, Any], formats: Sequence[str], directory: Path) -> list[Path]:
+    """Render every format, then write all files atomically: all of them or none.
+
+    ``report.json`` is always among them: it is the source of truth the other formats are
+    rendered from, and the one ``mlaudit report`` re-renders.
+    """
+    renderers = [renderer_for(f) for f in dict.fromkeys(("json", *formats))]
+    rendered = {r.filename: r.render(report) for r in renderers}
+    try:
+        return write_files_atomically(directory, rendered)
+    except OSError as error:
+        raise UsageError(f"cannot write the report to {directory}: {error}") from None
+
+
+@cli.command("report")
+@click.argument("report_path", metavar="REPORT.json", type=click.Path(path_type=Path))
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, required=True,
+              help="Format to render (repeatable).")
+@click.option("-o", "--output-dir", type=_PATH, help="Directory (default: the report's own).")
+def report_command(report_path: Path, formats: tuple[str, ...], output_dir: Path | None) -> int:
+    """Re-render an archived REPORT.json in other formats, without the model or the data."""
+    document = read_report(report_path)
+    directory = output_dir or report_path.parent
+    renderers = [renderer_for(f) for f in dict.fromkeys(formats)]
+    rendered = {r.filename: r.render(document) for r in renderers}
+    if (directory / "report.json").resolve() == report_path.resolve():
+        rendered.pop("report.json", None)  # never rewrite the source in place
+    try:
+        written = write_files_atomically(directory, rendered)
+    except OSError as error:
+        raise UsageError(f"cannot write to {directory}: {error}") from None
+    for path in written:
+        click.echo(str(path))
+    return EXIT_PASSED
 
 
 _SETTING_OPTIONS = (
@@ -313,7 +370,10 @@ def _error_line(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: maps every outcome to the documented exit codes."""
     try:
-        code = cli.main(args=argv, prog_name="mlaudit", standalone_mode=False)
+        # The arguments ride along as the context object: the report records the command
+        # that was run, also when mlaudit is called in-process with an argument list.
+        arguments = list(argv) if argv is not None else sys.argv[1:]
+        code = cli.main(args=arguments, prog_name="mlaudit", standalone_mode=False, obj=arguments)
     except click.exceptions.Abort:
         _error_line("interrupted")
         sys.exit(EXIT_USAGE)

@@ -17,13 +17,14 @@ from typing import Any
 
 from mlaudit.errors import ConfigError
 from mlaudit.findings import JsonValue
+from mlaudit.reports import FORMATS
 from mlaudit.scoring import FAIL_ON_CHOICES
 
 PROFILES = ("quick", "standard", "thorough")
 
 ENV_PREFIX = "MLAUDIT_"
 # Variables with the prefix that are not settings (read by the commands that need them).
-ENV_NOT_SETTINGS = frozenset({"MLAUDIT_KEY_PASSPHRASE", "MLAUDIT_TRACEBACK"})
+ENV_NOT_SETTINGS = frozenset({"MLAUDIT_KEY_PASSPHRASE", "MLAUDIT_TRACEBACK", "MLAUDIT_PII_SALT"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Settings:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     output_dir: str = "mlaudit-report"
-    format: tuple[str, ...] = ("json",)
+    format: tuple[str, ...] = ("json", "html")
     target: str | None = None
     allow_globals: tuple[str, ...] = ()
     rules: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
@@ -60,7 +61,13 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{origin}: {key} must be a list of strings")
-        return tuple(i.strip() for i in items if i.strip())
+        values = tuple(i.strip() for i in items if i.strip())
+        unknown = [v for v in values if key == "format" and v not in FORMATS]
+        if unknown:
+            raise ConfigError(
+                f"{origin}: unknown format {unknown[0]!r} (formats: {', '.join(FORMATS)})"
+            )
+        return values
     if key in _BOOL_KEYS:
         if isinstance(value, str):
             lowered = value.lower()

@@ -16,7 +16,7 @@ from mlaudit.registry import registered_rules
 from mlaudit.rules.base import Rule
 
 SECTIONS = ("What it checks", "Why it matters", "How to fix", "Options")
-_SECTION = re.compile(r"^\*\*(" + "|".join(SECTIONS) + r")\*\*:\s*", re.MULTILINE)
+SECTION_PATTERN = re.compile(r"^\*\*(" + "|".join(SECTIONS) + r")\*\*:\s*", re.MULTILINE)
 
 
 def _heading(match: re.Match[str]) -> str:
@@ -27,7 +27,7 @@ def rule_markdown(rule: type[Rule]) -> str:
     meta = rule.meta
     doc = inspect.getdoc(rule) or ""
     summary, _, body = doc.partition("\n\n")
-    body = _SECTION.sub(_heading, body.strip())
+    body = SECTION_PATTERN.sub(_heading, body.strip())
     requires = ", ".join(sorted(r.value for r in meta.requires))
     formats = ", ".join(sorted(f.value for f in meta.formats)) if meta.formats else "any"
     lines = [

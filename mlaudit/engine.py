@@ -63,7 +63,8 @@ def run_audit(
     model: LoadedModel | None = None
     decision: LoadDecision | None = None
     not_runnable: str | None = None
-    if by_stage[Stage.BEHAVIOURAL]:
+    # Only rules that query the model make it worth loading (MLA401 reads the data alone).
+    if any(Requirement.MODEL in r.meta.requires for r in by_stage[Stage.BEHAVIOURAL]):
         decision = decide(subject.model, results, trust_model=settings.trust_model)
         loader = loader_for(subject.model.format)
         if decision.may_load and loader is not None:
@@ -116,6 +117,11 @@ def _unmet_requirement(
         ),
         (Requirement.SOURCE, subject.source is not None, "no source tree: give --source"),
         (Requirement.REQUIREMENTS, bool(subject.requirements), "no --requirements given"),
+        (
+            Requirement.DEPENDENCIES,
+            bool(subject.requirements) or subject.environment,
+            "no dependencies: give --requirements or --env",
+        ),
     ]
     for requirement, met, reason in checks:
         if requirement in meta.requires and not met:
@@ -154,7 +160,8 @@ def _run_rule(
     budget = settings.budget_for(meta.id)
     counted = model.counting() if model is not None else None
     ctx = RuleContext(
-        meta, subject, counted, options, settings.seed, settings.profile, time.monotonic() + budget
+        meta, subject, counted, options, settings.seed, settings.profile, time.monotonic() + budget,
+        progress=lambda message: progress(f"{meta.id} {message}"),
     )
     progress(f"{meta.id} {meta.name}")
     started = time.perf_counter()

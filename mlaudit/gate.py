@@ -2,7 +2,9 @@
 
 Default-deny. A file is loaded only if the static inventory shows nothing outside the
 allowlist, the scanner could vouch for every byte it walked, and no artifact rule reported
-anything high or worse. ``--trust-model`` overrides, and the report says so.
+anything high or worse (rules of the artifact-safety family only: personal data read from
+the file's bytes is no reason to refuse loading it). ``--trust-model`` overrides, and the
+report says so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mlaudit.sniff import ModelFormat
 from mlaudit.subject import ModelArtifact
 
 _INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA106", "MLA107"})
+_SAFETY_FAMILY = "artifact"
 
 
 class LoadStatus(enum.Enum):
@@ -69,6 +72,10 @@ def decide(
         if issue.severity >= Severity.HIGH:
             reasons.append(f"{issue.rule_id} {issue.title}{_member_text(issue.member)}")
     for result in artifact_results:
+        if result.family != _SAFETY_FAMILY:
+            # Other families read the bytes too (personal data memorised in the file), but
+            # what they find says nothing about whether loading runs code.
+            continue
         for finding in result.findings:
             # Inventory-backed rules are judged above from the inventory itself, so their
             # verdict holds whether or not they were selected.

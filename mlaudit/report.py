@@ -6,6 +6,7 @@ produce the same document apart from times, durations and the run id.
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import uuid
@@ -13,14 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from mlaudit import __version__
 from mlaudit.config import Settings
 from mlaudit.data import Dataset
 from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun
+from mlaudit.errors import InputError
 from mlaudit.findings import Finding, JsonValue, RuleResult
 from mlaudit.model import json_safe_classes
+from mlaudit.pii.redact import report_labels
 from mlaudit.scoring import GateDecision, Scorecard
 from mlaudit.subject import Subject
 
@@ -116,7 +120,8 @@ def subject_document(subject: Subject, audit: AuditRun) -> dict[str, JsonValue]:
     }
     classes = None
     if model is not None and model.classes is not None:
-        classes = json_safe_classes(model.classes)
+        # Class labels can be people's names: masked when a personal-data rule says so.
+        classes = report_labels(json_safe_classes(model.classes), audit.results)
     return {
         "model": {
             "path": subject.model.reference,
@@ -209,3 +214,28 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
+
+
+REQUIRED_KEYS = ("schema_version", "tool", "run", "subject", "results", "score", "grade", "gate")
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A report written by this major schema version, or an :class:`InputError` saying why."""
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as error:
+        raise InputError(f"cannot read report {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path} is not a JSON report: {error}") from None
+    if not isinstance(document, dict):
+        raise InputError(f"{path} is not an mlaudit report (not a JSON object)")
+    missing = [key for key in REQUIRED_KEYS if key not in document]
+    if missing:
+        raise InputError(f"{path} is not an mlaudit report (missing {', '.join(missing)})")
+    major = str(document["schema_version"]).split(".", 1)[0]
+    if major != SCHEMA_VERSION.split(".", 1)[0]:
+        raise InputError(
+            f"{path} has report schema {document['schema_version']}; this mlaudit reads "
+            f"{SCHEMA_VERSION.split('.', 1)[0]}.x"
+        )
+    return document

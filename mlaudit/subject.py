@@ -37,6 +37,8 @@ class Subject:
     target: str | None
     source: Path | None
     requirements: tuple[Path, ...]
+    # --env: the running interpreter's installed distributions are part of the dependency set.
+    environment: bool = False
 
     def dataset(self, role: str) -> Dataset | None:
         return next((d for d in self.datasets if d.role == role), None)
@@ -94,6 +96,7 @@ def build_subject(
     source: Path | None,
     requirements: Sequence[Path],
     extra_allowed: frozenset[str] = frozenset(),
+    environment: bool = False,
 ) -> Subject:
     artifact = open_model(model, extra_allowed)
     datasets = tuple(
@@ -107,4 +110,6 @@ def build_subject(
         if not requirement.is_file():
             raise InputError(f"requirements file {requirement} does not exist")
     resolved_target = next((d.target for d in datasets if d.target is not None), target)
-    return Subject(artifact, datasets, resolved_target, source, tuple(requirements))
+    return Subject(
+        artifact, datasets, resolved_target, source, tuple(requirements), environment
+    )

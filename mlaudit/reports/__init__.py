@@ -17,7 +17,14 @@ class Renderer(Protocol):
     def render(self, report: Mapping[str, Any]) -> bytes: ...
 
 
-_RENDERERS = {"json": "mlaudit.reports.json:JsonRenderer"}
+_RENDERERS = {
+    "json": "mlaudit.reports.json:JsonRenderer",
+    "html": "mlaudit.reports.html:HtmlRenderer",
+    "sarif": "mlaudit.reports.sarif:SarifRenderer",
+    "junit": "mlaudit.reports.junit:JunitRenderer",
+    "md": "mlaudit.reports.markdown:MarkdownRenderer",
+    "cyclonedx": "mlaudit.reports.cyclonedx:CycloneDxRenderer",
+}
 FORMATS = tuple(_RENDERERS)
 
 

@@ -10,7 +10,7 @@ import abc
 import enum
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -41,6 +41,8 @@ class Requirement(enum.Enum):
     TRAIN_HOLDOUT = "train+holdout"
     SOURCE = "source"
     REQUIREMENTS = "requirements"
+    # A dependency set: requirement files, or the running environment's distributions (--env).
+    DEPENDENCIES = "dependencies"
 
 
 class Stage(enum.Enum):
@@ -74,7 +76,9 @@ class RuleMeta:
     def stage(self) -> Stage:
         if Requirement.MODEL in self.requires:
             return Stage.BEHAVIOURAL
-        if self.requires & {Requirement.SOURCE, Requirement.REQUIREMENTS}:
+        if self.requires & {
+            Requirement.SOURCE, Requirement.REQUIREMENTS, Requirement.DEPENDENCIES
+        }:
             return Stage.STATIC
         if Requirement.ARTIFACT in self.requires:
             return Stage.ARTIFACT
@@ -89,6 +93,10 @@ class BudgetExceeded(Exception):
     pass
 
 
+def _silent(_: str) -> None:
+    """The default progress sink: rules run outside the CLI report progress to nobody."""
+
+
 @dataclass
 class RuleContext:
     """Everything one rule may read, and where it records metrics."""
@@ -101,6 +109,8 @@ class RuleContext:
     profile: str
     deadline: float
     metrics: dict[str, JsonValue] = field(default_factory=dict)
+    # Human progress for long rules (files scanned, say); the CLI shows it with --verbose.
+    progress: Callable[[str], None] = _silent
 
     def rng(self) -> np.random.Generator:
         """A generator seeded from the run seed and the rule id: reproducible and independent."""

@@ -6,6 +6,11 @@ symbolic stack and memo, so that imports whose names are assembled on the stack
 (``STACK_GLOBAL`` fed through ``BINGET``) are resolved, and so that joblib's framing, where raw
 array bytes or a nested pickle sit between opcodes, is skipped exactly as joblib's unpickler
 would skip it.
+
+The building blocks (:func:`iter_ops`, the symbolic :class:`Frame`, :class:`Global` and
+:class:`Call`, :func:`apply_memo`, :func:`apply_container_op`, :func:`joblib_array_layout`,
+:func:`builds_joblib_wrapper`) are public because ``mlaudit.pii.pickle_strings`` walks the
+same streams for the strings they hold.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ import numpy as np
 
 from mlaudit.scanners.pickle_policy import Verdict, classify
 
-_MARK: Final = object()
-_UNKNOWN: Final = object()
+MARK: Final = object()
+UNKNOWN: Final = object()
 
 JOBLIB_ARRAY_WRAPPER: Final = "joblib.numpy_pickle.NumpyArrayWrapper"
-_DTYPE_GLOBALS: Final = frozenset(
+DTYPE_GLOBALS: Final = frozenset(
     {"numpy.dtype", "numpy.core.multiarray.dtype", "numpy._core.multiarray.dtype"}
 )
 _FLEXIBLE_KINDS: Final = frozenset("SUVa")
@@ -105,18 +110,18 @@ class PickleScan:
 
 
 @dataclass(eq=False)
-class _Global(QualifiedName):
+class Global(QualifiedName):
     module: str
     name: str
 
 
 @dataclass(eq=False)
-class _Call:
+class Call:
     """The result of REDUCE/NEWOBJ/OBJ/INST: a callable applied to arguments, plus BUILD state."""
 
     func: object
     args: object
-    state: object = field(default=_UNKNOWN)
+    state: object = field(default=UNKNOWN)
 
 
 class _Walker:
@@ -146,7 +151,7 @@ class _Walker:
         """Walk every pickle in the stream; returns how many were found."""
         try:
             self._walk_one()
-        except _StreamError as error:
+        except StreamError as error:
             raise MalformedPickle(str(error), error.offset, tuple(self.imports)) from None
         count = 1
         while self._stream.tell() < self._size:
@@ -154,7 +159,7 @@ class _Walker:
             start = self._stream.tell()
             try:
                 self._walk_one()
-            except _StreamError as error:
+            except StreamError as error:
                 self.problems.append(
                     ScanProblem(
                         "trailing-data",
@@ -168,42 +173,42 @@ class _Walker:
         return count
 
     def _walk_one(self) -> None:
-        frame = _Frame()
-        for count, (opcode, arg, pos) in enumerate(_ops(self._stream, self._size)):
+        frame = Frame()
+        for count, (opcode, arg, pos) in enumerate(iter_ops(self._stream, self._size)):
             self._step(opcode, arg, pos if pos is not None else -1, frame)
             if opcode.name == "STOP":
                 return
             if count % _CHECK_EVERY == 0:
                 self._check_limits(frame, pos if pos is not None else -1)
 
-    def _check_limits(self, frame: _Frame, pos: int) -> None:
+    def _check_limits(self, frame: Frame, pos: int) -> None:
         """Bound time and memory: a hostile stream must not hang or exhaust the scanner."""
         if len(frame.stack) > MAX_STACK or len(frame.memo) > MAX_MEMO:
-            raise _StreamError("the stack or memo grows past the scanner's limits", pos)
+            raise StreamError("the stack or memo grows past the scanner's limits", pos)
         if self._deadline is not None and time.monotonic() > self._deadline:
-            raise _StreamError("scanning ran past its time budget", pos)
+            raise StreamError("scanning ran past its time budget", pos)
 
-    def _step(self, opcode: pickletools.OpcodeInfo, arg: object, pos: int, frame: _Frame) -> None:
+    def _step(self, opcode: pickletools.OpcodeInfo, arg: object, pos: int, frame: Frame) -> None:
         name = opcode.name
         if name == "PROTO":
             self.protocol = max(self.protocol, _int(arg))
         elif name in _IMPORT_OPS:
             self._import(name, arg, pos, frame)
-        elif name in _MEMO_OPS:
-            _memo(name, arg, pos, frame)
+        elif name in MEMO_OPS:
+            apply_memo(name, arg, pos, frame)
         elif name in _CALL_OPS:
             self._call(name, pos, frame)
         elif name not in ("FRAME", "STOP"):
-            _containers(opcode, arg, frame)
+            apply_container_op(opcode, arg, frame)
 
-    def _import(self, name: str, arg: object, pos: int, frame: _Frame) -> None:
+    def _import(self, name: str, arg: object, pos: int, frame: Frame) -> None:
         stack = frame.stack
         if name in ("GLOBAL", "INST"):
             module, _, attr = str(arg).partition(" ")
             self._record(module, attr, pos, name)
-            target = _Global(module, attr)
+            target = Global(module, attr)
             if name == "INST":
-                stack.append(_Call(target, tuple(frame.pop_to_mark())))
+                stack.append(Call(target, tuple(frame.pop_to_mark())))
             else:
                 stack.append(target)
             return
@@ -212,7 +217,7 @@ class _Walker:
             module_value = frame.pop()
             if isinstance(module_value, str) and isinstance(attr_value, str):
                 self._record(module_value, attr_value, pos, name)
-                stack.append(_Global(module_value, attr_value))
+                stack.append(Global(module_value, attr_value))
                 return
             problem = ScanProblem(
                 "dynamic-import",
@@ -228,33 +233,46 @@ class _Walker:
                 "to in the loading process",
             )
         self.problems.append(problem)
-        stack.append(_UNKNOWN)
+        stack.append(UNKNOWN)
 
-    def _call(self, name: str, pos: int, frame: _Frame) -> None:
+    def _call(self, name: str, pos: int, frame: Frame) -> None:
         if name == "OBJ":
             items = frame.pop_to_mark()
-            frame.stack.append(_Call(items[0], tuple(items[1:])) if items else _UNKNOWN)
+            frame.stack.append(Call(items[0], tuple(items[1:])) if items else UNKNOWN)
             return
         if name == "BUILD":
             state = frame.pop()
-            target = frame.stack[-1] if frame.stack else _UNKNOWN
-            if isinstance(target, _Call):
+            target = frame.stack[-1] if frame.stack else UNKNOWN
+            if isinstance(target, Call):
                 target.state = state
-                if self._joblib_framing and _constructs_joblib_wrapper(target, pos, self):
-                    self._skip_joblib_array(target, pos)
+                if self._joblib_framing:
+                    self._after_build(target, pos)
             return
         if name == "NEWOBJ_EX":
             frame.pop()  # keyword arguments
         args = frame.pop()
         func = frame.pop()
-        frame.stack.append(_Call(func, args))
+        frame.stack.append(Call(func, args))
+
+    def _after_build(self, target: Call, pos: int) -> None:
+        built = builds_joblib_wrapper(target)
+        if built is None:
+            self.problems.append(
+                ScanProblem(
+                    "joblib-framing",
+                    pos,
+                    "a joblib array wrapper built in a way the scanner cannot follow",
+                )
+            )
+        elif built:
+            self._skip_joblib_array(target, pos)
 
     def _record(self, module: str, name: str, pos: int, opcode: str) -> None:
         self.imports.append(GlobalImport(module, name, pos, opcode, self._pickle_index))
 
-    def _skip_joblib_array(self, wrapper: _Call, pos: int) -> None:
+    def _skip_joblib_array(self, wrapper: Call, pos: int) -> None:
         """Step over the array payload joblib writes right after a NumpyArrayWrapper."""
-        layout = _joblib_array_layout(wrapper.state)
+        layout = joblib_array_layout(wrapper.state)
         if layout is None:
             self.problems.append(
                 ScanProblem(
@@ -264,13 +282,13 @@ class _Walker:
                     "the bytes after it were not checked",
                 )
             )
-            raise _StreamError("unreadable joblib array framing", pos)
+            raise StreamError("unreadable joblib array framing", pos)
         self.joblib_arrays += 1
         nbytes, has_objects, aligned = layout
         if has_objects:
             # joblib writes object arrays as a nested pickle: walk it like any other.
             if self._depth >= _MAX_NESTED_ARRAYS:
-                raise _StreamError("joblib object arrays nested too deeply", pos)
+                raise StreamError("joblib object arrays nested too deeply", pos)
             nested = _Walker(
                 self._stream, self._size, depth=self._depth + 1, deadline=self._deadline
             )
@@ -284,25 +302,25 @@ class _Walker:
         if aligned:
             padding = self._stream.read(1)
             if not padding:
-                raise _StreamError("joblib array padding byte missing", start)
+                raise StreamError("joblib array padding byte missing", start)
             self._stream.seek(padding[0], io.SEEK_CUR)
         end = self._stream.tell() + nbytes
         if end > self._size:
-            raise _StreamError(
+            raise StreamError(
                 f"joblib array of {nbytes} bytes runs past the end of the file", start
             )
         self._stream.seek(end)
 
 
 _IMPORT_OPS: Final = frozenset({"GLOBAL", "INST", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
-_MEMO_OPS: Final = frozenset(
+MEMO_OPS: Final = frozenset(
     {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"}
 )
 _CALL_OPS: Final = frozenset({"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "BUILD"})
 
 
 @dataclass
-class _Frame:
+class Frame:
     """The symbolic state of one pickle: its stack, mark positions and memo."""
 
     stack: list[object] = field(default_factory=list)
@@ -311,9 +329,9 @@ class _Frame:
 
     def pop(self) -> object:
         if not self.stack:
-            return _UNKNOWN
+            return UNKNOWN
         value = self.stack.pop()
-        return _UNKNOWN if value is _MARK else value
+        return UNKNOWN if value is MARK else value
 
     def pop_to_mark(self) -> list[object]:
         if not self.marks:
@@ -324,7 +342,7 @@ class _Frame:
         return items
 
     def top(self) -> object:
-        return self.stack[-1] if self.stack else _UNKNOWN
+        return self.stack[-1] if self.stack else UNKNOWN
 
 
 def _int(arg: object) -> int:
@@ -332,7 +350,7 @@ def _int(arg: object) -> int:
     return arg
 
 
-def _memo(name: str, arg: object, pos: int, frame: _Frame) -> None:
+def apply_memo(name: str, arg: object, pos: int, frame: Frame) -> None:
     if name == "MEMOIZE":
         frame.memo[len(frame.memo)] = frame.top()
     elif name.endswith("PUT"):
@@ -340,15 +358,15 @@ def _memo(name: str, arg: object, pos: int, frame: _Frame) -> None:
     else:
         key = _int(arg)
         if key not in frame.memo:
-            raise _StreamError(f"memo key {key} read before it is written", pos)
+            raise StreamError(f"memo key {key} read before it is written", pos)
         frame.stack.append(frame.memo[key])
 
 
-def _containers(opcode: pickletools.OpcodeInfo, arg: object, frame: _Frame) -> None:
+def apply_container_op(opcode: pickletools.OpcodeInfo, arg: object, frame: Frame) -> None:
     """Constants, tuples, lists and dicts are tracked by value; other opcodes by stack effect."""
     name, stack = opcode.name, frame.stack
-    if name in _CONSTANT_OPS:
-        stack.append(_constant(name, arg))
+    if name in CONSTANT_OPS:
+        stack.append(constant(name, arg))
     elif name == "EMPTY_TUPLE":
         stack.append(())
     elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
@@ -366,7 +384,7 @@ def _containers(opcode: pickletools.OpcodeInfo, arg: object, frame: _Frame) -> N
         for key, value in zip(items[::2], items[1::2], strict=False):
             _set_item(stack, key, value)
     elif name == "POP":
-        if stack and stack[-1] is _MARK:
+        if stack and stack[-1] is MARK:
             frame.marks.pop()
         frame.pop()
     elif name == "POP_MARK":
@@ -375,12 +393,12 @@ def _containers(opcode: pickletools.OpcodeInfo, arg: object, frame: _Frame) -> N
         stack.append(frame.top())
     elif name == "MARK":
         frame.marks.append(len(stack))
-        stack.append(_MARK)
+        stack.append(MARK)
     else:
         _apply_stack_effect(opcode, frame)
 
 
-def _apply_stack_effect(opcode: pickletools.OpcodeInfo, frame: _Frame) -> None:
+def _apply_stack_effect(opcode: pickletools.OpcodeInfo, frame: Frame) -> None:
     """Model any other opcode by its documented stack effect, values unknown."""
     before = list(opcode.stack_before)
     if pickletools.markobject in before:
@@ -388,10 +406,10 @@ def _apply_stack_effect(opcode: pickletools.OpcodeInfo, frame: _Frame) -> None:
         before = before[: before.index(pickletools.markobject)]
     for _ in before:
         frame.pop()
-    frame.stack.extend(_UNKNOWN for _ in opcode.stack_after)
+    frame.stack.extend(UNKNOWN for _ in opcode.stack_after)
 
 
-class _StreamError(Exception):
+class StreamError(Exception):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
         self.offset = offset
@@ -434,12 +452,12 @@ def _skip_large_argument(stream: IO[bytes], size: int) -> tuple[pickletools.Opco
         return None
     end = position + 1 + width + length
     if end > size:
-        raise _StreamError(f"{name} declares {length} bytes, past the end of the data", position)
+        raise StreamError(f"{name} declares {length} bytes, past the end of the data", position)
     stream.seek(end)
     return _OPCODES_BY_NAME[name], position
 
 
-def _ops(
+def iter_ops(
     stream: IO[bytes], size: int
 ) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
     """``pickletools.genops`` with large arguments skipped and errors given offsets."""
@@ -453,15 +471,15 @@ def _ops(
         try:
             item = next(operations)
         except StopIteration:
-            raise _StreamError("pickle ended without a STOP opcode", position) from None
+            raise StreamError("pickle ended without a STOP opcode", position) from None
         except ValueError as error:
-            raise _StreamError(str(error), position) from None
+            raise StreamError(str(error), position) from None
         yield item
         if item[0].name == "STOP":
             return
 
 
-_CONSTANT_OPS: Final = frozenset(
+CONSTANT_OPS: Final = frozenset(
     {
         "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4",
         "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
@@ -471,7 +489,7 @@ _CONSTANT_OPS: Final = frozenset(
 )
 
 
-def _constant(name: str, arg: object) -> object:
+def constant(name: str, arg: object) -> object:
     return {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(name, arg)
 
 
@@ -479,7 +497,7 @@ def _pairs_to_dict(items: list[object]) -> object:
     result: dict[object, object] = {}
     for key, value in zip(items[::2], items[1::2], strict=False):
         if not _hashable(key):
-            return _UNKNOWN
+            return UNKNOWN
         result[key] = value
     return result
 
@@ -494,40 +512,34 @@ def _hashable(value: object) -> bool:
 
 
 def _is_wrapper_class(value: object) -> bool:
-    return isinstance(value, _Global) and value.qualified_name == JOBLIB_ARRAY_WRAPPER
+    return isinstance(value, Global) and value.qualified_name == JOBLIB_ARRAY_WRAPPER
 
 
-def _first_argument(call: _Call) -> object:
+def _first_argument(call: Call) -> object:
     return call.args[0] if isinstance(call.args, tuple) and call.args else None
 
 
-def _constructs_joblib_wrapper(call: _Call, pos: int, walker: _Walker) -> bool:
+def builds_joblib_wrapper(call: Call) -> bool | None:
     """Whether BUILD is about to complete a NumpyArrayWrapper, after which joblib reads raw bytes.
 
     joblib checks the built object with ``isinstance``, so any call that could return an
     instance counts: the class itself, any function given the class as first argument
     (``copyreg._reconstructor``, Cython ``newObj`` helpers), and a call of such a call
-    (``functools.partial(cls)()``). The class passed anywhere else is a construction the
-    scanner cannot follow, and is reported.
+    (``functools.partial(cls)()``). None when the class is passed anywhere else: a
+    construction a static reader cannot follow.
     """
     func = call.func
     if _is_wrapper_class(func) or _is_wrapper_class(_first_argument(call)):
         return True
-    if isinstance(func, _Call) and _is_wrapper_class(_first_argument(func)):
+    if isinstance(func, Call) and _is_wrapper_class(_first_argument(func)):
         return True
     args = call.args if isinstance(call.args, tuple) else ()
     if any(_is_wrapper_class(arg) for arg in args[1:]):
-        walker.problems.append(
-            ScanProblem(
-                "joblib-framing",
-                pos,
-                "a joblib array wrapper built in a way the scanner cannot follow",
-            )
-        )
+        return None
     return False
 
 
-def _joblib_array_layout(state: object) -> tuple[int, bool, bool] | None:
+def joblib_array_layout(state: object) -> tuple[int, bool, bool] | None:
     """(payload bytes, holds Python objects, has an alignment padding byte), or None."""
     if not isinstance(state, dict):
         return None
@@ -552,9 +564,9 @@ def _dtype_layout(dtype: object) -> tuple[int, bool] | None:
     state that disagrees with the code is refused rather than guessed, because a guess that
     differs from numpy's shifts every later opcode.
     """
-    if not isinstance(dtype, _Call) or not isinstance(dtype.func, _Global):
+    if not isinstance(dtype, Call) or not isinstance(dtype.func, Global):
         return None
-    if dtype.func.qualified_name not in _DTYPE_GLOBALS:
+    if dtype.func.qualified_name not in DTYPE_GLOBALS:
         return None
     args = dtype.args
     if not isinstance(args, tuple) or not args or not isinstance(args[0], str):
@@ -594,7 +606,7 @@ def _plain_pickle_view(
     walker = _Walker(stream, size, joblib_framing=False, deadline=deadline)
     # One pickle.load call: it returns at the first STOP it meets, or raises where the bytes
     # stop decoding, having run only what was recorded up to there.
-    with contextlib.suppress(_StreamError):
+    with contextlib.suppress(StreamError):
         walker._walk_one()
     return walker.imports
 
