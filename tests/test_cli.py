@@ -368,4 +368,4 @@ def test_error_leaves_previous_report_untouched(
     failed = run_cli("scan", workspace.rf_joblib, "--select", "MLA999")
     assert failed.exit_code == 2
     assert (first.output_dir / "report.json").read_bytes() == before
-    assert sorted(p.name for p in first.output_dir.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in first.output_dir.iterdir()) == ["report.html", "report.json"]

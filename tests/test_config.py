@@ -31,7 +31,7 @@ def test_defaults_when_nothing_is_configured(tmp_path: Path) -> None:
     assert settings_ == Settings()
     assert settings_.fail_on == "high"
     assert settings_.profile == "standard"
-    assert settings_.format == ("json",)
+    assert settings_.format == ("json", "html")
     assert settings_.config_file is None
 
 

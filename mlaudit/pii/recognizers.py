@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import tldextract
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, Pattern, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     DateRecognizer,
@@ -66,6 +67,40 @@ class ContextualNhsRecognizer(NhsRecognizer):
         return None if super().validate_result(pattern_text) else False
 
 
+class DigitsNotInNumbersCreditCardRecognizer(CreditCardRecognizer):
+    """presidio's card recognizer, except inside a number or a list of numbers.
+
+    Model files are full of numbers (LightGBM keeps its whole model as text), and one digit
+    run in ten passes the Luhn check: neither ``0.4532015112830366`` nor four groups out of
+    ``tree_sizes=1047 1474 1355 1381 1578`` is a card number. A match counts only when it is
+    not glued to a decimal point or an exponent and does not continue a run of numbers.
+    """
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        return [
+            result
+            for result in super().analyze(text, entities, nlp_artifacts, regex_flags)
+            if not _inside_number(text, result.start, result.end)
+        ]
+
+
+def _inside_number(text: str, start: int, end: int) -> bool:
+    before = text[max(0, start - 2) : start]
+    after = text[end : end + 2]
+    glued_before = len(before) == 2 and before[1] in ". -" and before[0].isdigit()
+    glued_after = len(after) == 2 and (
+        (after[0] in ".eE" and (after[1].isdigit() or after[1] in "+-"))
+        or (after[0] in " -" and after[1].isdigit())
+    )
+    return glued_before or glued_after
+
+
 # A run of letters, with inner apostrophes and hyphens (O'Brien, Smith-Jones).
 _WORD: Final = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 # What may stand between the parts of one name: spaces, after an initial its full stop.
@@ -106,9 +141,7 @@ class NameRecognizer(EntityRecognizer):
 
     def __init__(self, lists: NameLists | None = None) -> None:
         self._lists = lists or name_lists()
-        super().__init__(
-            supported_entities=[PERSON], name=self.NAME, context=list(self.CONTEXT)
-        )
+        super().__init__(supported_entities=[PERSON], name=self.NAME, context=list(self.CONTEXT))
 
     def load(self) -> None:
         """Nothing to load: the lists are read once per process."""
@@ -122,7 +155,10 @@ class NameRecognizer(EntityRecognizer):
         for value in text.split(VALUE_SEPARATOR):
             results.extend(
                 RecognizerResult(
-                    PERSON, offset + start, offset + end, score,
+                    PERSON,
+                    offset + start,
+                    offset + end,
+                    score,
                     analysis_explanation=AnalysisExplanation(self.NAME, score),
                 )
                 for start, end, score in self.spans(value)
@@ -157,9 +193,13 @@ class NameRecognizer(EntityRecognizer):
                     index = end + 1
                     continue
             index += 1
-        if any_case and len(words) == 2 and _REVERSED_GAP.fullmatch(
-            text[words[0].end : words[1].start]
-        ) and words[0].lower in last and words[1].lower in first:
+        if (
+            any_case
+            and len(words) == 2
+            and _REVERSED_GAP.fullmatch(text[words[0].end : words[1].start])
+            and words[0].lower in last
+            and words[1].lower in first
+        ):
             yield words[0].start, words[1].end, self.PAIR_SCORE
 
     def _surname_after(
@@ -196,7 +236,7 @@ def pattern_recognizers() -> list[EntityRecognizer]:
     return [
         OfflineEmailRecognizer(),
         PhoneRecognizer(),
-        CreditCardRecognizer(),
+        DigitsNotInNumbersCreditCardRecognizer(),
         IbanRecognizer(),
         IpRecognizer(),
         UsSsnRecognizer(),

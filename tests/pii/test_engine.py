@@ -102,3 +102,20 @@ def test_routing_never_loses_a_result(engine: PiiEngine, parts: list[str], colum
     routed = engine.analyse(text, engine.candidates(text, ALL, hint, 0.5), hint, 0.5)
     everything = engine.analyse(text, ALL, hint, 0.5)
     assert routed == everything
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("card 4111 1111 1111 1111 on file", True),
+        ("pay with 4111-1111-1111-1111.", True),
+        ("leaf_value=0.4111111111111111 -0.2", False),
+        ("threshold=4111111111111111e-20", False),
+        ("tree_sizes=1047 1474 1355 1381 1578 1681", False),
+    ],
+)
+def test_card_numbers_are_not_read_out_of_numbers(text: str, found: bool) -> None:
+    from mlaudit.pii.recognizers import DigitsNotInNumbersCreditCardRecognizer
+
+    results = DigitsNotInNumbersCreditCardRecognizer().analyze(text, ["CREDIT_CARD"])
+    assert bool(results) is found
