@@ -15,6 +15,7 @@ import pandas as pd
 from mlaudit.errors import ConfigError
 from mlaudit.findings import JsonValue
 from mlaudit.model import Task
+from mlaudit.robustness.hopskipjump import AttackOutcome, AttackSettings, hop_skip_jump
 from mlaudit.robustness.oracle import ModelOutputError, Oracle
 from mlaudit.robustness.space import FeatureSpace
 from mlaudit.rules.base import RuleContext, RuleSkipped
@@ -75,6 +76,20 @@ class AttackSample:
     def oracle(self, ctx: RuleContext) -> Oracle:
         assert ctx.model is not None
         return Oracle(ctx.model, self.space, self.frame, self.reference, self.tolerance)
+
+    def smallest_flips(
+        self, ctx: RuleContext, oracle: Oracle, norm: str, budget: int, rng: np.random.Generator
+    ) -> AttackOutcome:
+        """MLA201's batched HopSkipJump on the correct rows, started from the sample itself."""
+        return hop_skip_jump(
+            oracle,
+            self.correct,
+            AttackSettings(norm, budget),
+            rng,
+            donors=self.space.to_unit(self.frame),
+            donor_outputs=self.clean,
+            check_budget=ctx.check_budget,
+        )
 
     def clean_metrics(self) -> dict[str, JsonValue]:
         metrics: dict[str, JsonValue] = {

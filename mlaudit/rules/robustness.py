@@ -6,9 +6,9 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from mlaudit.controls import EVASION, RELIABILITY
 from mlaudit.findings import Finding, JsonValue, Location, Severity
 from mlaudit.model import Task
-from mlaudit.robustness.hopskipjump import AttackSettings, hop_skip_jump
 from mlaudit.robustness.sample import (
     PROFILE_QUERIES,
     AttackSample,
@@ -152,6 +152,7 @@ class BlackBoxEvasion(Rule):
             RuleOption("norms", list(NORMS), "the norms attacked: linf, l2"),
             RuleOption("queries", 0, "model queries per row; 0 takes the profile's"),
         ),
+        controls=EVASION,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -166,16 +167,7 @@ class BlackBoxEvasion(Rule):
         rng = ctx.rng()
         for norm in _norms(ctx.options):
             before = int(oracle.queries.sum())
-            outcome = hop_skip_jump(
-                oracle,
-                attacked,
-                AttackSettings(norm, budget),
-                rng,
-                donors=sample.space.to_unit(sample.frame),
-                donor_outputs=sample.clean,
-                check_budget=ctx.check_budget,
-            )
-            radii = outcome.distance
+            radii = sample.smallest_flips(ctx, oracle, norm, budget, rng).distance
             survival = retained(radii, epsilon)
             per_norm[norm] = {
                 "attacked": len(attacked),
@@ -241,6 +233,7 @@ class GradientEvasion(Rule):
             RuleOption("norms", list(NORMS), "the norms attacked: linf, l2"),
             RuleOption("iterations", 20, "PGD iterations"),
         ),
+        controls=EVASION,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -348,6 +341,7 @@ class TreeEnsembleVerification(Rule):
             ),
             RuleOption("queries", 0, "attack queries per row; 0 takes the profile's"),
         ),
+        controls=EVASION,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -377,15 +371,7 @@ class TreeEnsembleVerification(Rule):
             else:
                 certified[position] = verifier.radius(raw[row], classes.index(sample.clean[row]))
         budget = int(number(ctx.options, "queries")) or PROFILE_QUERIES[ctx.profile]
-        outcome = hop_skip_jump(
-            sample.oracle(ctx),
-            attacked,
-            AttackSettings("linf", budget),
-            ctx.rng(),
-            donors=sample.space.to_unit(sample.frame),
-            donor_outputs=sample.clean,
-            check_budget=ctx.check_budget,
-        )
+        outcome = sample.smallest_flips(ctx, sample.oracle(ctx), "linf", budget, ctx.rng())
         total = len(sample.frame)
         ctx.metrics.update(
             {
@@ -460,6 +446,7 @@ class NoiseStability(Rule):
             RuleOption("high_above", 0.2, "high when more than this share of rows is unstable"),
             _THRESHOLDS[4],
         ),
+        controls=RELIABILITY,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
