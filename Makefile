@@ -19,6 +19,9 @@ BIN := $(VENV)/bin
 VENV_PYTHON := $(BIN)/python
 INSTALL_STAMP := $(VENV)/.mlaudit-install.stamp
 MLAUDIT := $(BIN)/mlaudit
+# The example service's code and pinned requirements, matched offline against examples/osv.
+CODE_AND_DEPS := --source examples/loan_service --requirements examples/requirements.txt \
+	--vuln-db examples/osv
 ALL_FORMATS := --format json --format html --format sarif --format junit --format md \
 	--format cyclonedx
 
@@ -87,26 +90,37 @@ endef
 demo: $(INSTALL_STAMP)
 	$(VENV_PYTHON) examples/make_demo.py --out $(DEMO)
 	rm -rf $(DEMO)/PWNED $(DEMO)/report-overfit $(DEMO)/report-regularised-skops \
-		$(DEMO)/report-regularised-onnx $(DEMO)/report-hostile
+		$(DEMO)/report-regularised-onnx $(DEMO)/report-hostile $(DEMO)/keys
+	$(MLAUDIT) keygen --out $(DEMO)/keys
 	@$(MLAUDIT) --help >/dev/null || { echo "demo: '$(MLAUDIT) --help' failed" >&2; exit 1; }
 	@$(call scan,model-overfit.joblib,$(DEMO)/report-overfit,$(DEMO)/model-overfit.joblib \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
 		--config examples/mlaudit-demo.toml \
-		-o $(DEMO)/report-overfit $(ALL_FORMATS),0|1)
+		$(CODE_AND_DEPS) -o $(DEMO)/report-overfit $(ALL_FORMATS),0|1)
 	@$(call scan,model-regularised.skops,$(DEMO)/report-regularised-skops, \
 		$(DEMO)/model-regularised.skops \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
 		--config examples/mlaudit-demo.toml \
-		-o $(DEMO)/report-regularised-skops $(ALL_FORMATS),0|1)
+		$(CODE_AND_DEPS) -o $(DEMO)/report-regularised-skops $(ALL_FORMATS),0|1)
 	@$(call scan,model-regularised.onnx,$(DEMO)/report-regularised-onnx, \
 		$(DEMO)/model-regularised.onnx \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
 		--config examples/mlaudit-demo.toml \
+		--sign-key $(DEMO)/keys/mlaudit.key \
 		-o $(DEMO)/report-regularised-onnx $(ALL_FORMATS),0|1)
 	@$(call scan,model-hostile.pkl,$(DEMO)/report-hostile,$(DEMO)/model-hostile.pkl \
 		--data $(DEMO)/holdout.csv --target approved -o $(DEMO)/report-hostile,1)
 	@$(call expect,$(DEMO)/report-overfit,MLA302,failed)
 	@$(call expect,$(DEMO)/report-regularised-skops,MLA302,passed)
+	@# The signed ONNX report verifies against its model and data, and not against another model.
+	$(MLAUDIT) verify $(DEMO)/report-regularised-onnx/report.intoto.json \
+		--key $(DEMO)/keys/mlaudit.pub --report $(DEMO)/report-regularised-onnx/report.json \
+		--model $(DEMO)/model-regularised.onnx --data $(DEMO)/train.csv \
+		--data $(DEMO)/holdout.csv --max-age 1d
+	@rc=0; $(MLAUDIT) verify $(DEMO)/report-regularised-onnx/report.intoto.json \
+		--key $(DEMO)/keys/mlaudit.pub --model $(DEMO)/model-overfit.joblib >/dev/null || rc=$$?; \
+	if [ "$$rc" != 1 ]; then echo "demo: verify accepted another model (exit $$rc)" >&2; exit 1; fi; \
+	echo "demo: the signature does not verify for another model (exit 1), as it must"
 	@if [ -e $(DEMO)/PWNED ]; then \
 		echo "demo: $(DEMO)/PWNED exists -- the hostile pickle was executed!" >&2; exit 1; \
 	fi

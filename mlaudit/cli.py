@@ -19,23 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
 from mlaudit import __version__
 from mlaudit.atomic import write_files_atomically
+from mlaudit.attest import ENVELOPE_NAME, load_signing_key, passphrase_from_environment, sign_report
+from mlaudit.cli_compliance import COMMANDS
 from mlaudit.config import PROFILES, Settings, resolve
 from mlaudit.docs import rule_markdown
 from mlaudit.engine import AuditRun, EngineSettings, run_audit
 from mlaudit.errors import UsageError
 from mlaudit.gate import LoadStatus
 from mlaudit.registry import extra_installed, registered_rules, select_rules
+from mlaudit.regression import Baseline
 from mlaudit.report import RunInfo, build_report, read_report
 from mlaudit.reports import FORMATS, renderer_for
 from mlaudit.rules.base import Rule, Stage
 from mlaudit.scoring import FAIL_ON_CHOICES, GatePolicy, decide_gate, score_results
 from mlaudit.subject import build_subject
+from mlaudit.waivers import apply_waivers
 
 EXIT_PASSED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
 _PATH = click.Path(path_type=Path, dir_okay=True)
@@ -68,6 +73,8 @@ def cli() -> None:
 @click.option("--target", help="Name of the label column.")
 @click.option("--source", type=_PATH, help="Source tree of the training and serving code.")
 @click.option("--requirements", type=_PATH, multiple=True, help="Requirements file (repeatable).")
+@click.option("--env", "environment", is_flag=True, help="Audit the installed distributions too.")
+@click.option("--vuln-db", type=_PATH, help="OSV export (zip or folder) for MLA601.")
 @click.option("--select", multiple=True, help="Run only these rule ids or prefixes (repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these rule ids or prefixes (repeatable).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), help="Lowest failing severity.")
@@ -83,6 +90,8 @@ def cli() -> None:
 @click.option("-o", "--output-dir", type=_PATH, help="Report directory (default mlaudit-report).")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, help="Output.")
 @click.option("--nlp-model", help="An installed spaCy model for the personal-data rules.")
+@click.option("--baseline", type=_PATH, help="Gate only on what is new against this report.")
+@click.option("--sign-key", type=_PATH, help=f"Sign the report into {ENVELOPE_NAME} (Ed25519).")
 def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **given: Any) -> int:
     """Scan MODEL (a file, or module:callable) and write the report."""
     started = datetime.now(UTC)
@@ -90,8 +99,14 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
     settings = resolve(cli_values, config_path)
     if given["nlp_model"]:
         settings = _with_nlp_model(settings, given["nlp_model"])
+    settings = _with_vuln_db(settings)
     out = _Output(_console(stderr=True), quiet, verbose)
     rules = _load_rules(settings)
+    signing_key = (
+        load_signing_key(given["sign_key"], passphrase_from_environment())
+        if given["sign_key"] else None
+    )
+    baseline = Baseline.read(Path(settings.baseline)) if settings.baseline else None
     subject = build_subject(
         model,
         data=given["data"],
@@ -101,6 +116,7 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         source=given["source"],
         requirements=given["requirements"],
         extra_allowed=frozenset(settings.allow_globals),
+        environment=given["environment"],
     )
     if settings.trust_model and not quiet:
         out.console.print(
@@ -119,13 +135,17 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         audit = run_audit(subject, rules, engine_settings, out.progress)
-    scorecard = score_results(audit.results)
-    gate = decide_gate(
-        audit.results,
-        scorecard.score,
-        GatePolicy(settings.fail_on, settings.min_score, settings.allow_incomplete),
-        _blocked_reason(audit, rules),
-    )
+    # Waivers apply before scoring and the gate: a waived finding counts toward neither.
+    waived = apply_waivers(audit.results, settings.waivers, started.date())
+    scorecard = score_results(waived.results)
+    policy = GatePolicy(settings.fail_on, settings.min_score, settings.allow_incomplete)
+    blocked = _blocked_reason(audit, rules)
+    if baseline is None:
+        gate, compared = decide_gate(waived.results, scorecard.score, policy, blocked), None
+    else:
+        gate, compared = baseline.gate(
+            waived.results, scorecard.score, policy, blocked, settings.tolerances
+        )
     arguments = click.get_current_context().find_root().obj or sys.argv[1:]
     command = "mlaudit " + shlex.join(arguments)
     report = build_report(
@@ -135,10 +155,12 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         audit=audit,
         scorecard=scorecard,
         gate=gate,
-        results=audit.results,
+        results=waived.results,
         warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
+        waivers=waived,
+        baseline=compared,
     )
-    written = _write_reports(report, settings.format, Path(settings.output_dir))
+    written = _write_reports(report, settings.format, Path(settings.output_dir), signing_key)
     if not quiet:
         _print_summary(out.console, report, written)
     if gate.passed or settings.exit_zero:
@@ -167,14 +189,33 @@ def _with_nlp_model(settings: Settings, name: str) -> Settings:
     return dataclasses.replace(settings, rules=rules)
 
 
-def _write_reports(report: dict[str, Any], formats: Sequence[str], directory: Path) -> list[Path]:
+def _with_vuln_db(settings: Settings) -> Settings:
+    """``vuln_db`` (``--vuln-db``, ``MLAUDIT_VULN_DB``, file) sets MLA601's ``database``."""
+    if not settings.vuln_db:
+        return settings
+    rules = dict(settings.rules)
+    rules["MLA601"] = {**rules.get("MLA601", {}), "database": settings.vuln_db}
+    return dataclasses.replace(settings, rules=rules)
+
+
+def _write_reports(
+    report: dict[str, Any],
+    formats: Sequence[str],
+    directory: Path,
+    signing_key: Ed25519PrivateKey | None = None,
+) -> list[Path]:
     """Render every format, then write all files atomically: all of them or none.
 
     ``report.json`` is always among them: it is the source of truth the other formats are
-    rendered from, and the one ``mlaudit report`` re-renders.
+    rendered from, and the one ``mlaudit report`` re-renders. With a key, the envelope signs
+    the exact bytes written as report.json and is written with them.
     """
     renderers = [renderer_for(f) for f in dict.fromkeys(("json", *formats))]
     rendered = {r.filename: r.render(report) for r in renderers}
+    if signing_key is not None:
+        rendered[ENVELOPE_NAME] = sign_report(
+            rendered["report.json"], signing_key, datetime.now(UTC)
+        )
     try:
         return write_files_atomically(directory, rendered)
     except OSError as error:
@@ -205,7 +246,7 @@ def report_command(report_path: Path, formats: tuple[str, ...], output_dir: Path
 
 _SETTING_OPTIONS = (
     "select", "ignore", "fail_on", "min_score", "allow_incomplete", "exit_zero", "seed",
-    "profile", "trust_model", "output_dir", "formats", "target",
+    "profile", "trust_model", "output_dir", "formats", "target", "vuln_db", "baseline",
 )
 
 
@@ -320,6 +361,13 @@ def _print_summary(console: Console, report: dict[str, Any], written: Sequence[P
         console.print(f"  - {reason}", markup=False)
     if len(gate["reasons"]) > 10:
         console.print(f"  … and {len(gate['reasons']) - 10} more reasons (see report.json)")
+    if report["suppressed"]:
+        console.print(f"{len(report['suppressed'])} findings waived (listed in the report)")
+    for waiver in report["waivers"]:
+        if waiver["status"] != "applied":
+            named = waiver["fingerprint"] or waiver["rule"]
+            line = f"  waiver {waiver['status']}: {named} ({waiver['reason']})"
+            console.print(line, markup=False)
     console.print("report: " + ", ".join(str(p) for p in written), markup=False)
 
 
@@ -354,6 +402,36 @@ def explain(rule_id: str) -> None:
                 click.echo(text, nl=False)
             return
     raise UsageError(f"unknown rule {rule_id!r}; `mlaudit rules` lists them")
+
+
+@cli.group()
+def db() -> None:
+    """The offline vulnerability database MLA601 reads (OSV's PyPI export)."""
+
+
+@db.command("fetch")
+@click.option("--dest", type=_PATH, help="Folder to write PyPI-all.zip to (default: the cache).")
+@click.option("--url", help="Download from this mirror instead of OSV's bucket.")
+def db_fetch(dest: Path | None, url: str | None) -> None:
+    """Download OSV's PyPI export: the only mlaudit command that uses the network."""
+    try:
+        from mlaudit.deps.fetch import OSV_PYPI_URL, fetch
+    except ImportError:
+        raise UsageError("db fetch needs the 'deps' extra: pip install 'mlaudit[deps]'") from None
+    console = _console(stderr=True)
+    fetched = fetch(url or OSV_PYPI_URL, dest, lambda m: console.print(m, markup=False))
+    info = fetched.info
+    console.print(
+        f"{fetched.size / 1e6:.1f} MB, {info.records} records ({info.withdrawn} withdrawn), "
+        f"newest modified {info.newest_modified}, sha256 {info.sha256}",
+        markup=False,
+    )
+    click.echo(str(fetched.path))
+
+
+# keygen, sign, verify, diff, baseline, archive: they read reports and keys, never scan.
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def _console(*, stderr: bool) -> Console:

@@ -19,12 +19,30 @@ from mlaudit.errors import ConfigError
 from mlaudit.findings import JsonValue
 from mlaudit.reports import FORMATS
 from mlaudit.scoring import FAIL_ON_CHOICES
+from mlaudit.waivers import Waiver, parse_waivers
 
 PROFILES = ("quick", "standard", "thorough")
 
 ENV_PREFIX = "MLAUDIT_"
 # Variables with the prefix that are not settings (read by the commands that need them).
-ENV_NOT_SETTINGS = frozenset({"MLAUDIT_KEY_PASSPHRASE", "MLAUDIT_TRACEBACK", "MLAUDIT_PII_SALT"})
+ENV_NOT_SETTINGS = frozenset(
+    {"MLAUDIT_KEY_PASSPHRASE", "MLAUDIT_TRACEBACK", "MLAUDIT_PII_SALT", "MLAUDIT_CACHE_DIR"}
+)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far a metric may move against a baseline before ``diff`` and ``scan --baseline``
+    call it a regression (absolute differences of the point estimates).
+
+    Retraining moves these metrics by chance; a tolerance below that noise turns every
+    release into a regression, one far above it hides real ones. The defaults suit the
+    standard profile's sample sizes; set ``[tool.mlaudit.tolerances]`` for yours.
+    """
+
+    membership_auc: float = 0.02
+    membership_tpr: float = 0.02
+    robust_accuracy: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -42,13 +60,19 @@ class Settings:
     format: tuple[str, ...] = ("json", "html")
     target: str | None = None
     allow_globals: tuple[str, ...] = ()
+    vuln_db: str | None = None  # the OSV export MLA601 reads (zip or folder)
     rules: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
+    waivers: tuple[Waiver, ...] = ()
+    baseline: str | None = None  # the approved report the gate compares with
+    tolerances: Tolerances = Tolerances()
     config_file: str | None = None
 
 
 _KEYS = {f.name for f in fields(Settings)} - {"config_file"}
 _TUPLE_KEYS = {"select", "ignore", "format", "allow_globals"}
 _BOOL_KEYS = {"allow_incomplete", "exit_zero", "trust_model"}
+# Tables only a file can hold: no environment variable spells them.
+_TABLE_KEYS = {"rules", "waivers", "tolerances"}
 
 
 def _file_key(key: str) -> str:
@@ -96,6 +120,10 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {key} must be one of {', '.join(choices)}, not {value!r}")
     if key == "rules":
         return _coerce_rules(value, origin)
+    if key == "waivers":
+        return parse_waivers(value, origin)
+    if key == "tolerances":
+        return _coerce_tolerances(value, origin)
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {key} must be a string")
     return value
@@ -105,6 +133,18 @@ def _coerce_rules(value: Any, origin: str) -> dict[str, dict[str, JsonValue]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ConfigError(f"{origin}: rules must be a table of per-rule tables")
     return {str(rule_id).upper(): dict(options) for rule_id, options in value.items()}
+
+
+def _coerce_tolerances(value: Any, origin: str) -> Tolerances:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{origin}: tolerances must be a table")
+    known = {f.name for f in fields(Tolerances)}
+    for name, number in value.items():
+        if name not in known:
+            raise ConfigError(f"{origin}: unknown tolerance {name!r} ({', '.join(sorted(known))})")
+        if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number <= 1:
+            raise ConfigError(f"{origin}: tolerance {name} must be a number from 0 to 1")
+    return Tolerances(**{name: float(number) for name, number in value.items()})
 
 
 def _from_mapping(table: Mapping[str, Any], origin: str) -> dict[str, Any]:
@@ -162,7 +202,7 @@ def load_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
             continue
         key = name[len(ENV_PREFIX) :].lower()
-        if key not in _KEYS or key == "rules":
+        if key not in _KEYS or key in _TABLE_KEYS:
             raise ConfigError(f"unknown environment variable {name}")
         values[key] = _coerce(key, value, f"environment variable {name}")
     return values

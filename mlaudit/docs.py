@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from mlaudit.controls import control
 from mlaudit.registry import registered_rules
 from mlaudit.rules.base import Rule
 
@@ -45,6 +46,22 @@ def rule_markdown(rule: type[Rule]) -> str:
     if meta.options:
         lines += ["", "| option | default | meaning |", "|---|---|---|"]
         lines += [f"| `{o.name}` | `{o.default!r}` | {o.help} |" for o in meta.options]
+    if meta.controls:
+        lines += [
+            "",
+            "## Controls",
+            "",
+            "This rule's result is evidence for:",
+            "",
+            "| control | framework | requirement |",
+            "|---|---|---|",
+        ]
+        for control_id in meta.controls:
+            entry = control(control_id)
+            lines.append(
+                f"| [{control_id}]({entry.url}) | {entry.framework} | {entry.title} |"
+                if entry else f"| {control_id} | - | - |"
+            )
     return "\n".join(lines).rstrip() + "\n"
 
 

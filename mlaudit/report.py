@@ -6,6 +6,7 @@ produce the same document apart from times, durations and the run id.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -19,16 +20,21 @@ from typing import Any
 
 from mlaudit import __version__
 from mlaudit.config import Settings
+from mlaudit.controls import catalogue_order, control
 from mlaudit.data import Dataset
 from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun
 from mlaudit.errors import InputError
-from mlaudit.findings import Finding, JsonValue, RuleResult
+from mlaudit.findings import Finding, JsonValue, RuleResult, Status
 from mlaudit.model import json_safe_classes
 from mlaudit.pii.redact import report_labels
+from mlaudit.registry import registered_rules
 from mlaudit.scoring import GateDecision, Scorecard
 from mlaudit.subject import Subject
+from mlaudit.waivers import WaiverOutcome
 
-SCHEMA_VERSION = "1.0.0"
+# 1.1.0: controls per result and per control, suppressed findings, waivers, baseline, the
+# version of each rule's distribution (tool.rules), tolerances in run.config.
+SCHEMA_VERSION = "1.1.0"
 _MAX_WARNINGS = 50
 _RECORDED_LIBRARIES = (
     "numpy", "pandas", "scikit-learn", "joblib", "skops", "onnx", "onnxruntime", "pyarrow",
@@ -86,7 +92,9 @@ def finding_document(finding: Finding) -> dict[str, JsonValue]:
     }
 
 
-def result_document(result: RuleResult) -> dict[str, JsonValue]:
+def result_document(
+    result: RuleResult, controls: Sequence[str] = ()
+) -> dict[str, JsonValue]:
     return {
         "rule_id": result.rule_id,
         "name": result.name,
@@ -98,7 +106,59 @@ def result_document(result: RuleResult) -> dict[str, JsonValue]:
         "findings": [finding_document(f) for f in result.findings],
         "duration_s": round(result.duration_s, 3),
         "queries": result.queries,
+        "controls": list(controls),
     }
+
+
+@dataclass(frozen=True)
+class RuleProvenance:
+    """What the report records of a rule beyond its result: the controls it provides evidence
+    for, and which distribution and version supplied it (a rule's thresholds and logic are
+    those of that version)."""
+
+    controls: tuple[str, ...]
+    provider: str | None
+
+
+def rule_provenance(rule_ids: Sequence[str]) -> dict[str, RuleProvenance]:
+    """Looked up in the installed rules: the ones that just ran, so all of them import."""
+    wanted = set(rule_ids)
+    found = {}
+    for registered in registered_rules():
+        if registered.id not in wanted:
+            continue
+        distribution = registered.entry_point.dist
+        provider = f"{distribution.name} {distribution.version}" if distribution else None
+        found[registered.id] = RuleProvenance(registered.load().meta.controls, provider)
+    return found
+
+
+def controls_document(
+    results: Sequence[dict[str, Any]], suppressed: Sequence[dict[str, Any]]
+) -> dict[str, JsonValue]:
+    """Per control: the rules that provide evidence for it, their outcomes and findings.
+
+    ``waived`` counts suppressed findings of those rules; they do not count as findings.
+    """
+    by_control: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        for control_id in result["controls"]:
+            by_control.setdefault(control_id, []).append(result)
+    document: dict[str, JsonValue] = {}
+    for control_id in catalogue_order(set(by_control)):
+        entry = control(control_id)
+        cited = by_control[control_id]
+        statuses = [r["status"] for r in cited]
+        rule_ids = [r["rule_id"] for r in cited]
+        document[control_id] = {
+            "framework": entry.framework if entry else None,
+            "title": entry.title if entry else None,
+            "rules": rule_ids,
+            **{status.value: statuses.count(status.value) for status in Status},
+            "findings": sum(len(r["findings"]) for r in cited),
+            "waived": sum(s["finding"]["rule_id"] in rule_ids for s in suppressed),
+        }
+    return document
 
 
 def _dataset_document(dataset: Dataset) -> dict[str, JsonValue]:
@@ -152,6 +212,8 @@ def _settings_document(settings: Settings) -> dict[str, JsonValue]:
         "ignore": list(settings.ignore),
         "allow_globals": list(settings.allow_globals),
         "rules": {k: dict(v) for k, v in sorted(settings.rules.items())},
+        "baseline": settings.baseline,
+        "tolerances": dataclasses.asdict(settings.tolerances),
         "config_file": settings.config_file,
     }
 
@@ -166,7 +228,20 @@ def build_report(
     gate: GateDecision,
     results: Sequence[RuleResult],
     warnings: Sequence[str] = (),
+    waivers: WaiverOutcome | None = None,
+    baseline: dict[str, JsonValue] | None = None,
 ) -> dict[str, Any]:
+    """The report of a run; ``results`` are the results after waivers (``waivers`` says
+    which findings they suppressed), ``baseline`` the comparison the gate was decided on."""
+    provenance = rule_provenance([r.rule_id for r in results])
+    result_documents = [
+        result_document(r, provenance[r.rule_id].controls if r.rule_id in provenance else ())
+        for r in results
+    ]
+    suppressed = [
+        {"finding": finding_document(s.finding), "waiver": s.waiver.document()}
+        for s in (waivers.suppressed if waivers else ())
+    ]
     budgets: dict[str, JsonValue] = {
         "rule_time_s": PROFILE_BUDGETS_S[settings.profile],
         "per_rule_overrides": {
@@ -177,7 +252,14 @@ def build_report(
     }
     document: dict[str, Any] = _finite({
         "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "mlaudit", "version": __version__},
+        "tool": {
+            "name": "mlaudit",
+            "version": __version__,
+            "rules": {
+                rule_id: provenance[rule_id].provider
+                for rule_id in sorted(provenance)
+            },
+        },
         "run": {
             "id": run.id,
             "started_at": _timestamp(run.started_at),
@@ -191,7 +273,7 @@ def build_report(
             "warnings": list(dict.fromkeys(warnings))[:_MAX_WARNINGS],
         },
         "subject": subject_document(subject, audit),
-        "results": [result_document(r) for r in results],
+        "results": result_documents,
         "score": scorecard.score,
         "grade": scorecard.grade,
         "scoring": scorecard.explanation,
@@ -201,6 +283,10 @@ def build_report(
             "min_score": settings.min_score,
             "reasons": list(gate.reasons),
         },
+        "controls": controls_document(result_documents, suppressed),
+        "suppressed": suppressed,
+        "waivers": [use.document() for use in (waivers.uses if waivers else ())],
+        "baseline": baseline,
     })
     return document
 

@@ -76,7 +76,7 @@ def test_top_level_key_order_is_the_contract(run_cli: Runner, workspace: Workspa
     report = run_cli("scan", workspace.rf_joblib, "--select", "MLA1").report
     assert list(report) == [
         "schema_version", "tool", "run", "subject", "results", "score", "grade", "scoring",
-        "gate",
+        "gate", "controls", "suppressed", "waivers", "baseline",
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from mlaudit.controls import SUPPLY_CHAIN
 from mlaudit.findings import Confidence, Finding, Location, Severity
 from mlaudit.inventory import ImportedName
 from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
@@ -109,6 +110,7 @@ class DangerousPickleImports(Rule):
         severity=Severity.CRITICAL,
         requires=frozenset({Requirement.ARTIFACT}),
         formats=_IMPORTING_FORMATS,
+        controls=SUPPLY_CHAIN,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -175,6 +177,7 @@ class UnlistedPickleImports(Rule):
         severity=Severity.MEDIUM,
         requires=frozenset({Requirement.ARTIFACT}),
         formats=_IMPORTING_FORMATS,
+        controls=SUPPLY_CHAIN,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -230,6 +233,7 @@ class ArchiveTricks(_StructuralIssueRule):
         family=Family.ARTIFACT,
         severity=Severity.HIGH,
         requires=frozenset({Requirement.ARTIFACT}),
+        controls=SUPPLY_CHAIN,
     )
 
 
@@ -261,6 +265,7 @@ class CodeCarryingLayers(_StructuralIssueRule):
         family=Family.ARTIFACT,
         severity=Severity.HIGH,
         requires=frozenset({Requirement.ARTIFACT}),
+        controls=SUPPLY_CHAIN,
     )
 
 
@@ -289,6 +294,7 @@ class MalformedStructure(_StructuralIssueRule):
         family=Family.ARTIFACT,
         severity=Severity.HIGH,
         requires=frozenset({Requirement.ARTIFACT}),
+        controls=SUPPLY_CHAIN,
     )
 
 
@@ -328,6 +334,7 @@ class PickleWhereSafeWouldServe(Rule):
         family=Family.ARTIFACT,
         severity=Severity.LOW,
         requires=frozenset({Requirement.ARTIFACT}),
+        controls=SUPPLY_CHAIN,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -372,4 +379,5 @@ class RemoteCode(_StructuralIssueRule):
         family=Family.ARTIFACT,
         severity=Severity.HIGH,
         requires=frozenset({Requirement.ARTIFACT}),
+        controls=SUPPLY_CHAIN,
     )

@@ -71,6 +71,9 @@ class RuleMeta:
     extra: str | None = None
     extra_modules: tuple[str, ...] = ()
     options: tuple[RuleOption, ...] = ()
+    # Control ids (mlaudit.controls) this rule's result is evidence for; a third-party rule
+    # may name ids the catalogue does not know, which the report lists without a title.
+    controls: tuple[str, ...] = ()
 
     @property
     def stage(self) -> Stage:

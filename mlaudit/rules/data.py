@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mlaudit import compat
+from mlaudit.controls import RELIABILITY
 from mlaudit.findings import Finding, Location, Severity
 from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
 
@@ -39,6 +40,7 @@ class DataModelCompatibility(Rule):
         family=Family.DATA_QUALITY,
         severity=Severity.MEDIUM,
         requires=frozenset({Requirement.MODEL, Requirement.DATA}),
+        controls=RELIABILITY,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:

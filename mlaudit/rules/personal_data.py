@@ -19,6 +19,7 @@ from typing import Final, TypeVar
 
 import numpy as np
 
+from mlaudit.controls import PERSONAL_DATA
 from mlaudit.findings import Finding, JsonValue, Location, Severity
 from mlaudit.pii.analysis import AnalysisSettings, Hit
 from mlaudit.pii.columns import ColumnScan, detection_limit, scan_table
@@ -226,6 +227,7 @@ class PersonalDataInData(Rule):
             *_SHARED_OPTIONS,
             RuleOption("sample_rows", 2_000, "rows analysed per column (0: every row)"),
         ),
+        controls=PERSONAL_DATA,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -332,6 +334,7 @@ class PersonalDataInArtifact(Rule):
         extra=_EXTRA,
         extra_modules=_EXTRA_MODULES,
         options=_SHARED_OPTIONS,
+        controls=PERSONAL_DATA,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -420,6 +423,7 @@ class PersonalDataInOutputs(Rule):
             *_SHARED_OPTIONS,
             RuleOption("max_rows", 2_000, "rows of the sample the model is run on"),
         ),
+        controls=PERSONAL_DATA,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlaudit.controls import INVERSION, MEMBERSHIP
 from mlaudit.errors import ConfigError
 from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity
 from mlaudit.model import Task
@@ -303,6 +304,7 @@ class ReferenceFreeMembershipInference(Rule):
         severity=Severity.HIGH,
         requires=_MEMBERSHIP_REQUIRES,
         options=_MEMBERSHIP_OPTIONS,
+        controls=MEMBERSHIP,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -410,6 +412,7 @@ class ReferenceModelMembershipInference(Rule):
             RuleOption("n_jobs", -1, "joblib workers fitting reference models (-1: all cores)"),
             *_MEMBERSHIP_OPTIONS,
         ),
+        controls=MEMBERSHIP,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -491,6 +494,7 @@ class AttributeInference(Rule):
             _BOOTSTRAP_OPTION,
             RuleOption("max_rows", 5000, "training rows attacked at most, sampled with the seed"),
         ),
+        controls=INVERSION,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -609,6 +613,7 @@ class EmpiricalPrivacyBound(Rule):
             _CONFIDENCE_OPTION,
             _ROWS_OPTION,
         ),
+        controls=MEMBERSHIP,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:

@@ -1,0 +1,1 @@
+"""Dependencies for the MLA6xx rules: requirement files, the installed environment, OSV data."""
