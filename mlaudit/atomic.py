@@ -15,6 +15,9 @@ def write_files_atomically(directory: Path, contents: Mapping[str, bytes]) -> li
     if a write fails, the temporary files written so far are removed.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates files readable by the owner only; a report is an ordinary file, so it
+    # gets the permissions the user's umask gives any new file.
+    mode = 0o666 & ~_umask()
     staged: list[tuple[Path, Path]] = []
     try:
         for name, data in contents.items():
@@ -22,6 +25,7 @@ def write_files_atomically(directory: Path, contents: Mapping[str, bytes]) -> li
                 dir=directory, prefix=f".{name}.", suffix=".tmp"
             )
             staged.append((Path(temporary_name), directory / name))
+            os.fchmod(handle, mode)
             with os.fdopen(handle, "wb") as stream:
                 stream.write(data)
                 stream.flush()
@@ -33,3 +37,10 @@ def write_files_atomically(directory: Path, contents: Mapping[str, bytes]) -> li
     for temporary, final in staged:
         os.replace(temporary, final)
     return [final for _, final in staged]
+
+
+def _umask() -> int:
+    # The only way to read the umask is to set it; it is set straight back.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current

@@ -116,3 +116,12 @@ def test_failure_in_write_cleans_up(tmp_path: Path) -> None:
         write_files_atomically(tmp_path, {"a.json": b"new", "b.html": "not bytes"})  # type: ignore[dict-item]
     assert _listing(tmp_path) == {"a.json"}
     assert (tmp_path / "a.json").read_bytes() == b"old"
+
+
+def test_files_get_the_permissions_the_umask_gives(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        [written] = write_files_atomically(tmp_path, {"report.json": b"{}"})
+    finally:
+        os.umask(previous)
+    assert written.stat().st_mode & 0o777 == 0o640
