@@ -4,7 +4,8 @@ Every rule that ran or was selected is a ``tool.driver.rules[]`` entry with its 
 and a ``security-severity``; every finding is a result whose ``primaryLocationLineHash`` is
 mlaudit's own fingerprint, so dashboards track a finding across runs exactly as mlaudit does.
 Binary artifacts (a model file, a data file) have no lines: GitHub requires a region, so they
-point at line 1.
+point at line 1. Waived findings stay in the log as results with an accepted external
+suppression carrying the waiver's reason, so a dashboard shows them as dismissed, not gone.
 """
 
 from __future__ import annotations
@@ -78,17 +79,34 @@ def _result(finding: Mapping[str, Any], rule_index: int) -> dict[str, Any]:
     return sarif
 
 
+def _suppression(waiver: Mapping[str, Any]) -> dict[str, Any]:
+    justification = waiver.get("reason") or "waived"
+    if waiver.get("owner"):
+        justification += f" (owner: {waiver['owner']})"
+    if waiver.get("expires"):
+        justification += f"; expires {waiver['expires']}"
+    return {"kind": "external", "status": "accepted", "justification": justification}
+
+
 class SarifRenderer:
     filename = "report.sarif"
 
     def render(self, report: Mapping[str, Any]) -> bytes:
         rules: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
+        waived: dict[str, list[dict[str, Any]]] = {}
+        for item in report.get("suppressed", []):
+            waived.setdefault(item["finding"]["rule_id"], []).append(item)
         for result in report.get("results", []):
-            severities = [f["severity"] for f in result.get("findings", [])]
+            findings = result.get("findings", [])
+            severities = [f["severity"] for f in findings]
             worst = min(severities, key=list(LEVELS).index) if severities else "medium"
             rules.append(_rule(result, worst))
-            results.extend(_result(f, len(rules) - 1) for f in result.get("findings", []))
+            results.extend(_result(f, len(rules) - 1) for f in findings)
+            for item in waived.get(result["rule_id"], []):
+                suppressed = _result(item["finding"], len(rules) - 1)
+                suppressed["suppressions"] = [_suppression(item["waiver"])]
+                results.append(suppressed)
         model = report["subject"]["model"]
         reference = model.get("path") or model.get("reference") or "model"
         document = {

