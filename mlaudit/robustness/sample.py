@@ -27,22 +27,8 @@ SAMPLE_SALT = 0x4D4C4132  # "MLA2"
 HISTOGRAM_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def string_list(options: Mapping[str, JsonValue], name: str) -> list[str]:
-    value = options.get(name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"option {name} must be a list of column names")
-    return [str(v) for v in value]
-
-
-def number(options: Mapping[str, JsonValue], name: str) -> float:
-    value = options[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"option {name} must be a number, not {value!r}")
-    return float(value)
-
-
-def float_list(options: Mapping[str, JsonValue], name: str) -> list[float]:
-    value = options[name]
+def float_list(ctx: RuleContext, name: str) -> list[float]:
+    value = ctx.options[name]
     if (
         not isinstance(value, list)
         or not value
@@ -121,8 +107,8 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     frames = [model.select_features(d.features) for d in ctx.subject.datasets]
     space = FeatureSpace.from_data(
         frames,
-        immutable=string_list(ctx.options, "immutable"),
-        categorical=string_list(ctx.options, "categorical"),
+        immutable=ctx.strings("immutable"),
+        categorical=ctx.strings("categorical"),
     )
     if space.dimensions == 0:
         raise RuleSkipped("no feature may change: every input is frozen, constant or not numeric")
@@ -134,7 +120,7 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     candidates = np.flatnonzero(usable)
     if len(candidates) == 0:
         raise RuleSkipped("every sample row has a missing value in a feature that may change")
-    size = int(number(ctx.options, "samples")) or PROFILE_SAMPLES[ctx.profile]
+    size = int(ctx.number("samples")) or PROFILE_SAMPLES[ctx.profile]
     # One draw for the whole family, so MLA201-204 judge the same rows and can be compared.
     rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
     chosen = np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
@@ -145,7 +131,7 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
         spread = float(np.std(clean.astype(np.float64)))
         if not spread > 0:
             raise RuleSkipped("the model predicts one value for every sample row")
-        tolerance = number(ctx.options, "tolerance") * spread
+        tolerance = ctx.number("tolerance") * spread
         reference = clean
     elif not against_labels:
         reference = clean

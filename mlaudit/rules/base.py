@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mlaudit.errors import ConfigError
 from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity, fingerprint
 from mlaudit.model import LoadedModel
 from mlaudit.sniff import ModelFormat
@@ -119,6 +120,21 @@ class RuleContext:
         """A generator seeded from the run seed and the rule id: reproducible and independent."""
         salt = int.from_bytes(hashlib.sha256(self.meta.id.encode()).digest()[:4], "big")
         return np.random.default_rng([self.seed, salt])
+
+    # Typed option reads. A malformed option is a configuration error (exit 2, no report), not
+    # a rule failure; the CLI has already checked each value's kind against the default.
+
+    def number(self, name: str) -> float:
+        value = self.options[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"option {name} of {self.meta.id} must be a number, not {value!r}")
+        return float(value)
+
+    def strings(self, name: str) -> list[str]:
+        value = self.options[name]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"option {name} of {self.meta.id} must be a list of column names")
+        return [str(v) for v in value]
 
     def check_budget(self) -> None:
         """Long-running rules call this between batches; the engine also enforces the budget."""

@@ -85,32 +85,18 @@ _MEMBERSHIP_OPTIONS = (
 # A malformed option is a configuration error (exit 2, no report), not a rule failure.
 
 
-def _number(ctx: RuleContext, name: str) -> float:
-    value = ctx.options[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"option {name} of {ctx.meta.id} must be a number, not {value!r}")
-    return float(value)
-
-
 def _count(ctx: RuleContext, name: str, minimum: int) -> int:
-    value = _number(ctx, name)
+    value = ctx.number(name)
     if value != int(value) or value < minimum:
         raise ConfigError(f"option {name} of {ctx.meta.id} must be an integer >= {minimum}")
     return int(value)
 
 
 def _rate(ctx: RuleContext, name: str) -> float:
-    value = _number(ctx, name)
+    value = ctx.number(name)
     if not 0.0 < value < 1.0:
         raise ConfigError(f"option {name} of {ctx.meta.id} must be between 0 and 1, not {value}")
     return value
-
-
-def _strings(ctx: RuleContext, name: str) -> list[str]:
-    value = ctx.options[name]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"option {name} of {ctx.meta.id} must be a list of column names")
-    return [str(v) for v in value]
 
 
 @dataclass(frozen=True)
@@ -429,7 +415,7 @@ class ReferenceModelMembershipInference(Rule):
         )
         data = _data_or_skip(ctx, stats.max_rows)
         outputs = _outputs(ctx, data)
-        attacks = _reference_scores(ctx, data, outputs, count, int(_number(ctx, "n_jobs")))
+        attacks = _reference_scores(ctx, data, outputs, count, int(ctx.number("n_jobs")))
         ctx.metrics["references"] = count
         ctx.metrics["lira_variance"] = (
             "per-row" if count // 2 >= PER_EXAMPLE_VARIANCE_MIN else "pooled"
@@ -500,7 +486,7 @@ class AttributeInference(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         assert ctx.model is not None
         _require_classifier(ctx)
-        sensitive = _strings(ctx, "sensitive")
+        sensitive = ctx.strings("sensitive")
         if not sensitive:
             raise RuleSkipped(
                 "no sensitive column configured: set sensitive = [\"column\", ...] under "
@@ -543,7 +529,7 @@ class AttributeInference(Rule):
             )
         ctx.metrics["columns"] = [r.as_metric() for r in results]
         ctx.metrics["skipped_columns"] = skipped
-        threshold = _number(ctx, "min_advantage")
+        threshold = ctx.number("min_advantage")
         for result in results:
             if result.advantage.low <= threshold:
                 continue
@@ -629,7 +615,7 @@ class EmpiricalPrivacyBound(Rule):
             obstacle = refit_obstacle(ctx.model)
             if obstacle is None:
                 attacks += _reference_scores(
-                    ctx, data, outputs, references, int(_number(ctx, "n_jobs"))
+                    ctx, data, outputs, references, int(ctx.number("n_jobs"))
                 )
             else:
                 ctx.metrics["reference_models_skipped"] = obstacle
@@ -650,7 +636,7 @@ class EmpiricalPrivacyBound(Rule):
             f"({bound.epsilon:.3f}, {delta:g})-DP"
         )
         if claimed is not None:
-            claim = _number(ctx, "claimed_epsilon")
+            claim = ctx.number("claimed_epsilon")
             ctx.metrics["claimed_epsilon"] = claim
             if bound.epsilon > claim:
                 yield ctx.finding(

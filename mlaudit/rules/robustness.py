@@ -7,18 +7,17 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from mlaudit.controls import EVASION, RELIABILITY
+from mlaudit.errors import ConfigError
 from mlaudit.findings import Finding, JsonValue, Location, Severity
 from mlaudit.model import Task
 from mlaudit.robustness.sample import (
     PROFILE_QUERIES,
     AttackSample,
     float_list,
-    number,
     perturbation_summary,
     prepare,
     retained,
     robust_curve,
-    string_list,
 )
 from mlaudit.robustness.space import distance
 from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta, RuleOption
@@ -58,21 +57,19 @@ _THRESHOLDS = (
 )
 
 
-def _judge(survival: Interval, options: Mapping[str, JsonValue]) -> Severity | None:
-    value = survival.high if options["use_bound"] else survival.estimate
-    if value < number(options, "high_below"):
+def _judge(survival: Interval, ctx: RuleContext) -> Severity | None:
+    value = survival.high if ctx.options["use_bound"] else survival.estimate
+    if value < ctx.number("high_below"):
         return Severity.HIGH
-    if value < number(options, "medium_below"):
+    if value < ctx.number("medium_below"):
         return Severity.MEDIUM
     return None
 
 
-def _norms(options: Mapping[str, JsonValue]) -> list[str]:
-    chosen = string_list(options, "norms")
+def _norms(ctx: RuleContext) -> list[str]:
+    chosen = ctx.strings("norms")
     unknown = sorted(set(chosen) - set(NORMS))
     if unknown or not chosen:
-        from mlaudit.errors import ConfigError
-
         raise ConfigError(f"option norms must list some of {', '.join(NORMS)}")
     return chosen
 
@@ -87,10 +84,10 @@ def _grid_radii(flips: Mapping[float, np.ndarray], grid: list[float]) -> np.ndar
 def _evasion_finding(
     ctx: RuleContext, sample: AttackSample, key: str, survival: Interval, attack: str
 ) -> Iterator[Finding]:
-    severity = _judge(survival, ctx.options)
+    severity = _judge(survival, ctx)
     if severity is None:
         return
-    epsilon = number(ctx.options, "epsilon")
+    epsilon = ctx.number("epsilon")
     flipped = "moved beyond the tolerance" if sample.task is Task.REGRESSION else "flipped"
     yield ctx.finding(
         key=key,
@@ -158,14 +155,14 @@ class BlackBoxEvasion(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         sample = prepare(ctx)
         ctx.metrics.update(sample.clean_metrics())
-        budget = int(number(ctx.options, "queries")) or PROFILE_QUERIES[ctx.profile]
-        epsilon = number(ctx.options, "epsilon")
-        grid = float_list(ctx.options, "epsilons")
+        budget = int(ctx.number("queries")) or PROFILE_QUERIES[ctx.profile]
+        epsilon = ctx.number("epsilon")
+        grid = float_list(ctx, "epsilons")
         oracle = sample.oracle(ctx)
         attacked = sample.correct
         per_norm: dict[str, JsonValue] = {}
         rng = ctx.rng()
-        for norm in _norms(ctx.options):
+        for norm in _norms(ctx):
             before = int(oracle.queries.sum())
             radii = sample.smallest_flips(ctx, oracle, norm, budget, rng).distance
             survival = retained(radii, epsilon)
@@ -251,9 +248,9 @@ class GradientEvasion(Rule):
         except NoGradients as reason:
             raise RuleSkipped(str(reason)) from None
         ctx.metrics.update(sample.clean_metrics())
-        epsilon = number(ctx.options, "epsilon")
-        grid = sorted({*float_list(ctx.options, "epsilons"), epsilon})
-        iterations = int(number(ctx.options, "iterations"))
+        epsilon = ctx.number("epsilon")
+        grid = sorted({*float_list(ctx, "epsilons"), epsilon})
+        iterations = int(ctx.number("iterations"))
         oracle = sample.oracle(ctx)
         attacked = sample.correct
         classes = list(ctx.model.classes or ())
@@ -262,7 +259,7 @@ class GradientEvasion(Rule):
         mutable = list(sample.space.mutable)
         origin = vectors[:, mutable]
         per_norm: dict[str, JsonValue] = {}
-        for norm in _norms(ctx.options):
+        for norm in _norms(ctx):
             flipped_at: dict[str, dict[float, np.ndarray]] = {"fgsm": {}, "pgd": {}}
             for method in ("fgsm", "pgd"):
                 for eps in grid:
@@ -355,8 +352,8 @@ class TreeEnsembleVerification(Rule):
         except UnsupportedEnsemble as reason:
             raise RuleSkipped(str(reason)) from None
         ctx.metrics.update(sample.clean_metrics())
-        epsilon = number(ctx.options, "epsilon")
-        grid = sorted({*float_list(ctx.options, "epsilons"), epsilon})
+        epsilon = ctx.number("epsilon")
+        grid = sorted({*float_list(ctx, "epsilons"), epsilon})
         attacked = sample.correct
         verifier = Verifier(table, sample.space, "linf")
         raw = sample.frame.to_numpy(dtype=np.float64)
@@ -370,7 +367,7 @@ class TreeEnsembleVerification(Rule):
                 )
             else:
                 certified[position] = verifier.radius(raw[row], classes.index(sample.clean[row]))
-        budget = int(number(ctx.options, "queries")) or PROFILE_QUERIES[ctx.profile]
+        budget = int(ctx.number("queries")) or PROFILE_QUERIES[ctx.profile]
         outcome = sample.smallest_flips(ctx, sample.oracle(ctx), "linf", budget, ctx.rng())
         total = len(sample.frame)
         ctx.metrics.update(
@@ -392,7 +389,7 @@ class TreeEnsembleVerification(Rule):
         if survival is None or upper is None:
             return
         judged = survival.high if ctx.options["use_bound"] else survival.estimate
-        if judged < number(ctx.options, "certified_below"):
+        if judged < ctx.number("certified_below"):
             yield ctx.finding(
                 key="linf",
                 title="Robustness cannot be certified at ε",
@@ -452,8 +449,8 @@ class NoiseStability(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         sample = prepare(ctx, against_labels=False)
         ctx.metrics.update(sample.clean_metrics())
-        noise = number(ctx.options, "noise")
-        draws = int(number(ctx.options, "draws"))
+        noise = ctx.number("noise")
+        draws = int(ctx.number("draws"))
         oracle = sample.oracle(ctx)
         rows = np.repeat(np.arange(len(sample.frame)), draws)
         origin = sample.space.to_unit(sample.frame)[rows]
@@ -472,9 +469,9 @@ class NoiseStability(Rule):
         judged = unstable.low if ctx.options["use_bound"] else unstable.estimate
         severity = (
             Severity.HIGH
-            if judged > number(ctx.options, "high_above")
+            if judged > ctx.number("high_above")
             else Severity.MEDIUM
-            if judged > number(ctx.options, "medium_above")
+            if judged > ctx.number("medium_above")
             else None
         )
         if severity is not None:
