@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mlaudit.attest import VerificationError, attested_files, authenticate, read_statement
 from mlaudit.errors import UsageError
+from mlaudit.hashing import sha256_file
 
 GENESIS = "0" * 64
 LOG_NAME, INDEX_NAME, LOCK_NAME = "log.jsonl", "index.sqlite", ".lock"
@@ -175,7 +176,7 @@ class Archive:
     def _store(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         path = self.object_path(digest)
-        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+        if path.is_file() and sha256_file(path) == digest:
             return digest
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")

@@ -102,7 +102,7 @@ def generate_keys(directory: Path, passphrase: bytes | None) -> tuple[Path, Path
     return private_path, public_path
 
 
-def _read(path: Path, what: str) -> bytes:
+def read_input(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
@@ -117,7 +117,7 @@ def passphrase_from_environment() -> bytes | None:
 
 
 def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
-    data = _read(path, "key")
+    data = read_input(path, "key")
     try:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError:
@@ -136,7 +136,7 @@ def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
 
 
 def load_verify_key(path: Path) -> Ed25519PublicKey:
-    data = _read(path, "key")
+    data = read_input(path, "key")
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:

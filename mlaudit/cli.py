@@ -32,6 +32,7 @@ from mlaudit.config import PROFILES, Settings, resolve
 from mlaudit.docs import rule_markdown
 from mlaudit.engine import AuditRun, EngineSettings, run_audit
 from mlaudit.errors import UsageError
+from mlaudit.findings import JsonValue
 from mlaudit.gate import LoadStatus
 from mlaudit.registry import extra_installed, registered_rules, select_rules
 from mlaudit.regression import Baseline
@@ -183,18 +184,23 @@ def _with_nlp_model(settings: Settings, name: str) -> Settings:
         check_nlp_model(name)
     except EngineUnavailable as error:
         raise UsageError(str(error)) from None
-    rules = dict(settings.rules)
-    for rule_id in PERSONAL_DATA_RULES:
-        rules[rule_id] = {**rules.get(rule_id, {}), "nlp_model": name}
-    return dataclasses.replace(settings, rules=rules)
+    return _with_rule_option(settings, PERSONAL_DATA_RULES, "nlp_model", name)
 
 
 def _with_vuln_db(settings: Settings) -> Settings:
     """``vuln_db`` (``--vuln-db``, ``MLAUDIT_VULN_DB``, file) sets MLA601's ``database``."""
     if not settings.vuln_db:
         return settings
+    return _with_rule_option(settings, ("MLA601",), "database", settings.vuln_db)
+
+
+def _with_rule_option(
+    settings: Settings, rule_ids: Sequence[str], option: str, value: JsonValue
+) -> Settings:
+    """A command-line option that sets a rule option, over what the config file says."""
     rules = dict(settings.rules)
-    rules["MLA601"] = {**rules.get("MLA601", {}), "database": settings.vuln_db}
+    for rule_id in rule_ids:
+        rules[rule_id] = {**rules.get(rule_id, {}), option: value}
     return dataclasses.replace(settings, rules=rules)
 
 

@@ -29,6 +29,7 @@ from mlaudit.attest import (
     load_verify_key,
     parse_duration,
     passphrase_from_environment,
+    read_input,
     read_statement,
     sign_report,
     verify,
@@ -37,7 +38,7 @@ from mlaudit.config import resolve
 from mlaudit.errors import UsageError
 from mlaudit.hashing import sha256_file, sha256_tree
 from mlaudit.regression import Comparison, compare
-from mlaudit.report import read_report
+from mlaudit.report import parse_report, read_report
 from mlaudit.scoring import FAIL_ON_CHOICES
 from mlaudit.waivers import draft_waivers
 
@@ -45,13 +46,6 @@ from mlaudit.waivers import draft_waivers
 HELD, FAILED = 0, 1
 _PATH = click.Path(path_type=Path, dir_okay=True)
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise UsageError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
 def _digest(path: Path, what: str) -> str:
@@ -93,8 +87,9 @@ def sign(report_path: Path, key_path: Path, output: Path | None) -> int:
     """Sign REPORT.json: a DSSE envelope around an in-toto statement binding the report, the
     model and the data by sha256."""
     key = load_signing_key(key_path, passphrase_from_environment())
-    read_report(report_path)  # exit 2 unless it is a report this mlaudit reads
-    envelope = sign_report(_read(report_path, "report"), key, datetime.now(UTC))
+    data = read_input(report_path, "report")
+    parse_report(data, report_path)  # exit 2 unless it is a report this mlaudit reads
+    envelope = sign_report(data, key, datetime.now(UTC))
     target = output or report_path.parent / ENVELOPE_NAME
     try:
         (written,) = write_files_atomically(target.parent, {target.name: envelope})
@@ -130,7 +125,7 @@ def verify_command(
         data=tuple((str(p), _digest(p, "data file")) for p in data_paths),
         max_age=parse_duration(max_age) if max_age else None,
     )
-    result = verify(_read(envelope_path, "envelope"), public_key, given, datetime.now(UTC))
+    result = verify(read_input(envelope_path, "envelope"), public_key, given, datetime.now(UTC))
     for check in result.checks:
         click.echo(f"{'ok' if check.ok else 'FAIL':<4}  {check.name}: {check.detail}")
     if result.ok:
@@ -270,9 +265,9 @@ def archive_group() -> None:
               help="The attested report (default: report.json beside the envelope).")
 def archive_add(envelope_path: Path, store: Path, report_path: Path | None) -> int:
     """Archive ENVELOPE and the report it attests (the store is created when missing)."""
-    envelope = _read(envelope_path, "envelope")
+    envelope = read_input(envelope_path, "envelope")
     report = (
-        _read(report_path, "report") if report_path
+        read_input(report_path, "report") if report_path
         else _report_beside(envelope_path, envelope)
     )
     archive = Archive.open(store, create=True)
@@ -292,7 +287,7 @@ def _report_beside(envelope_path: Path, envelope: bytes) -> bytes | None:
     candidate = envelope_path.parent / "report.json"
     if not candidate.is_file():
         return None
-    data = _read(candidate, "report")
+    data = read_input(candidate, "report")
     try:
         attested = read_statement(envelope)["predicate"]["report"].get("sha256")
     except VerificationError:
@@ -363,7 +358,7 @@ def archive_show(identifier: str, store: Path, raw: str | None) -> int:
         if digest is None:
             raise UsageError(f"entry {entry.seq} has no stored report")
         sys.stdout.flush()
-        sys.stdout.buffer.write(_read(archive.object_path(digest), raw))
+        sys.stdout.buffer.write(read_input(archive.object_path(digest), raw))
         sys.stdout.buffer.flush()
         return HELD
     document = {

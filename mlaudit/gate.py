@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlaudit.findings import RuleResult, Severity
+from mlaudit.rules.base import Family
 from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 from mlaudit.subject import ModelArtifact
 
 _INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA106", "MLA107"})
-_SAFETY_FAMILY = "artifact"
 
 
 class LoadStatus(enum.Enum):
@@ -72,7 +72,7 @@ def decide(
         if issue.severity >= Severity.HIGH:
             reasons.append(f"{issue.rule_id} {issue.title}{_member_text(issue.member)}")
     for result in artifact_results:
-        if result.family != _SAFETY_FAMILY:
+        if result.family != Family.ARTIFACT.value:
             # Other families read the bytes too (personal data memorised in the file), but
             # what they find says nothing about whether loading runs code.
             continue

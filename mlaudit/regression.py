@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from mlaudit.config import Tolerances
+from mlaudit.errors import InputError
 from mlaudit.findings import JsonValue, RuleResult, Severity
-from mlaudit.hashing import sha256_file
-from mlaudit.report import read_report, result_document
+from mlaudit.report import parse_report, result_document
 from mlaudit.scoring import GateDecision, GatePolicy, decide_gate
 
 # Rules whose findings are known vulnerabilities in the dependency set, listed on their own.
@@ -284,8 +285,12 @@ class Baseline:
 
     @staticmethod
     def read(path: Path) -> Baseline:
-        report = read_report(path)  # an InputError (exit 2) when unreadable or not a report
-        return Baseline(path, sha256_file(path), report)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise InputError(f"cannot read report {path}: {error.strerror}") from None
+        # One read: the digest recorded is that of the bytes the gate compared against.
+        return Baseline(path, hashlib.sha256(data).hexdigest(), parse_report(data, path))
 
     def document(self, comparison: Comparison) -> dict[str, JsonValue]:
         return {

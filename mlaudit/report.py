@@ -308,9 +308,17 @@ REQUIRED_KEYS = ("schema_version", "tool", "run", "subject", "results", "score",
 def read_report(path: Path) -> dict[str, Any]:
     """A report written by this major schema version, or an :class:`InputError` saying why."""
     try:
-        document = json.loads(path.read_bytes())
+        data = path.read_bytes()
     except OSError as error:
         raise InputError(f"cannot read report {path}: {error.strerror}") from None
+    return parse_report(data, path)
+
+
+def parse_report(data: bytes, path: Path) -> dict[str, Any]:
+    """``read_report`` for bytes already read: whoever signs or hashes a report checks the
+    very bytes it uses, not a second read of a file that may have changed in between."""
+    try:
+        document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path} is not a JSON report: {error}") from None
     if not isinstance(document, dict):

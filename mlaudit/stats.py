@@ -7,6 +7,7 @@ rates near 0 or 1, where robust accuracy and low-FPR attack rates live.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,3 +104,12 @@ def bootstrap_interval(
         [statistic(rng.integers(0, size, size)) for _ in range(resamples)], dtype=float
     )
     return percentile_interval(estimate, draws, confidence)
+
+
+def derived_rng(seed: int, label: str) -> np.random.Generator:
+    """A generator for one purpose (a rule id, a shared evaluation) from the run seed.
+
+    Different labels give independent streams; the same seed and label, the same stream.
+    """
+    salt = int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big")
+    return np.random.default_rng([seed, salt])

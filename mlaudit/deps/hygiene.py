@@ -162,9 +162,11 @@ def _unnamed_issues(
     dependencies: DependencySet, installed: Mapping[str, Installed], ignore: Iterable[str]
 ) -> Iterator[HygieneIssue]:
     roots = [(r.name, frozenset(r.extras)) for r in dependencies.requirements if r.name]
-    accounted = closure(roots, installed) | own_closure(installed) | set(ignore)
+    accounted = (
+        closure(roots, installed) | own_closure(installed) | set(ignore) | dependencies.names()
+    )
     for name, distribution in installed.items():
-        if name not in accounted and name not in dependencies.names():
+        if name not in accounted:
             yield HygieneIssue(
                 "not-named", name, "Installed package the requirements do not name",
                 f"{name} {distribution.version} is installed but neither named by the "

@@ -167,10 +167,13 @@ def check_nlp_model(nlp_model: str | None) -> None:
         )
 
 
-@functools.cache
 def get_engine(nlp_model: str | None = None) -> PiiEngine:
     """The engine for ``nlp_model`` (None or ``"blank"``: offline), built once per process."""
-    name = nlp_model or BLANK
+    return _build_engine(nlp_model or BLANK)
+
+
+@functools.cache  # keyed on the resolved name, so None and "blank" share one engine
+def _build_engine(name: str) -> PiiEngine:
     check_nlp_model(name)
     import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry

@@ -108,7 +108,8 @@ class _Walker:
             self._step(opcode, arg, offset, frame)
             if count % _CHECK_EVERY == 0:
                 self._check_limits(frame, offset)
-        raise StreamError("pickle ended without a STOP opcode", self._stream.tell())
+        # iter_ops raises when the data ends before STOP, so the loop only ends by returning.
+        raise AssertionError("unreachable")
 
     def _check_limits(self, frame: Frame, pos: int) -> None:
         if len(frame.stack) > MAX_STACK or len(frame.memo) > MAX_MEMO:

@@ -27,7 +27,7 @@ from mlaudit.privacy.outputs import ModelOutputs
 # ART's default attack model is a torch network; a random forest needs no torch, is
 # deterministic once seeded, and is what ART's own tabular examples use.
 ART_ATTACK_MODEL = "rf"
-_FOLDS = 2
+FOLDS = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,9 +71,9 @@ def art_black_box(
     """ART's ``MembershipInferenceBlackBox`` on the model's outputs, cross-fitted."""
     inference = art_module("art.attacks.inference.membership_inference")
     vectors = outputs.as_prediction_vectors()
-    folds = stratified_folds(member, rng, _FOLDS)
+    folds = stratified_folds(member, rng, FOLDS)
     scores = np.empty(len(member), dtype=float)
-    for fold in range(_FOLDS):
+    for fold in range(FOLDS):
         fit, score = folds != fold, folds == fold
         attack = inference.MembershipInferenceBlackBox(
             classifier, input_type="prediction", attack_model_type=ART_ATTACK_MODEL

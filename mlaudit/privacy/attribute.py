@@ -19,6 +19,7 @@ an advantage in the same units: 0.10 is ten points of accuracy, or a tenth of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,9 @@ import pandas as pd
 from mlaudit.findings import JsonValue
 from mlaudit.model import LoadedModel
 from mlaudit.privacy.art_bridge import art_classifier, art_module, codec_for, seed_attack_model
-from mlaudit.privacy.attacks import stratified_folds
+from mlaudit.privacy.attacks import ART_ATTACK_MODEL, FOLDS, stratified_folds
 from mlaudit.privacy.outputs import query_outputs
 from mlaudit.stats import Interval, bootstrap_interval
-
-ATTACK_MODEL = "rf"
-_FOLDS = 2
 
 
 @dataclass(frozen=True)
@@ -64,40 +62,60 @@ def is_continuous(series: pd.Series, max_categories: int) -> bool:
     return bool(numeric and series.nunique(dropna=True) > max_categories)
 
 
+@dataclass(frozen=True, eq=False)
+class AttributeTarget:
+    """What every attacked column shares: the encoded members, ART's view of the model, and
+    the model's answers on the members (asked once, not once per column)."""
+
+    members: pd.DataFrame
+    columns: tuple[str, ...]
+    matrix: np.ndarray
+    classifier: Any
+    predicted: np.ndarray
+
+
+def attribute_target(
+    model: LoadedModel, members: pd.DataFrame, classes: tuple[object, ...]
+) -> AttributeTarget:
+    codec = codec_for(members)
+    return AttributeTarget(
+        members,
+        tuple(codec.columns),
+        codec.encode(members),
+        art_classifier(model, codec, classes),
+        query_outputs(model, members, classes).predicted.reshape(-1, 1),
+    )
+
+
 def attribute_inference(
-    model: LoadedModel,
-    members: pd.DataFrame,
+    target: AttributeTarget,
     column: str,
-    classes: tuple[object, ...],
     rng: np.random.Generator,
     *,
     max_categories: int,
     resamples: int,
     confidence: float,
 ) -> AttributeResult:
-    """ART's black-box attribute attack and its baseline on ``column`` of ``members``."""
+    """ART's black-box attribute attack and its baseline on ``column`` of the members."""
     inference = art_module("art.attacks.inference.attribute_inference")
-    codec = codec_for(members)
-    matrix = codec.encode(members)
-    feature = list(codec.columns).index(column)
-    continuous = is_continuous(members[column], max_categories)
-    classifier = art_classifier(model, codec, classes)
-    predicted = query_outputs(model, members, classes).predicted.reshape(-1, 1)
+    matrix, classifier, predicted = target.matrix, target.classifier, target.predicted
+    feature = list(target.columns).index(column)
+    continuous = is_continuous(target.members[column], max_categories)
     truth = matrix[:, feature]
     attacked, baseline = np.empty(len(truth)), np.empty(len(truth))
-    folds = stratified_folds(np.ones(len(truth), dtype=bool), rng, _FOLDS)
-    for fold in range(_FOLDS):
+    folds = stratified_folds(np.ones(len(truth), dtype=bool), rng, FOLDS)
+    for fold in range(FOLDS):
         fit, score = folds != fold, folds == fold
         others = np.delete(matrix[score], feature, axis=1)
         attack = inference.AttributeInferenceBlackBox(
-            classifier, attack_model_type=ATTACK_MODEL, attack_feature=feature,
+            classifier, attack_model_type=ART_ATTACK_MODEL, attack_feature=feature,
             is_continuous=continuous,
         )
         seed_attack_model(attack, rng)
         attack.fit(matrix[fit])
         attacked[score] = np.asarray(attack.infer(others, pred=predicted[score])).ravel()
         reference = inference.AttributeInferenceBaseline(
-            attack_model_type=ATTACK_MODEL, attack_feature=feature, is_continuous=continuous
+            attack_model_type=ART_ATTACK_MODEL, attack_feature=feature, is_continuous=continuous
         )
         seed_attack_model(reference, rng)
         reference.fit(matrix[fit])

@@ -14,7 +14,6 @@ Everything here guards the validity of the measurement rather than the model:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 from mlaudit.data import Dataset
 from mlaudit.findings import JsonValue
 from mlaudit.model import LoadedModel
+from mlaudit.stats import derived_rng
 from mlaudit.subject import Subject
 
 MIN_ROWS = 20
@@ -39,8 +39,7 @@ def privacy_rng(seed: int, purpose: str) -> np.random.Generator:
     rows (and the same reference models) for their numbers to be comparable; ``ctx.rng()`` is
     salted with the rule id, so they derive their generators from the seed here instead.
     """
-    salt = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:4], "big")
-    return np.random.default_rng([seed, salt])
+    return derived_rng(seed, purpose)
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import abc
 import enum
-import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from mlaudit.errors import ConfigError
 from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity, fingerprint
 from mlaudit.model import LoadedModel
 from mlaudit.sniff import ModelFormat
+from mlaudit.stats import derived_rng
 from mlaudit.subject import Subject
 
 
@@ -118,8 +118,7 @@ class RuleContext:
 
     def rng(self) -> np.random.Generator:
         """A generator seeded from the run seed and the rule id: reproducible and independent."""
-        salt = int.from_bytes(hashlib.sha256(self.meta.id.encode()).digest()[:4], "big")
-        return np.random.default_rng([self.seed, salt])
+        return derived_rng(self.seed, self.meta.id)
 
     # Typed option reads. A malformed option is a configuration error (exit 2, no report), not
     # a rule failure; the CLI has already checked each value's kind against the default.

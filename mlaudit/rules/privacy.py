@@ -19,7 +19,7 @@ from mlaudit.privacy.art_bridge import (
     codec_for,
 )
 from mlaudit.privacy.attacks import AttackScores, art_black_box, threshold_attacks
-from mlaudit.privacy.attribute import attribute_inference
+from mlaudit.privacy.attribute import attribute_inference, attribute_target
 from mlaudit.privacy.epsilon import certify
 from mlaudit.privacy.evaluation import (
     InvalidEvaluation,
@@ -516,15 +516,16 @@ class AttributeInference(Rule):
         classes = model_classes(ctx.model, train)
         if classes is None:
             raise RuleSkipped("the model does not name its classes; give --target")
+        target = attribute_target(ctx.model, members, classes)
+        max_categories = _count(ctx, "max_categories", 1)
+        resamples, confidence = _count(ctx, "bootstrap", 100), _rate(ctx, "confidence")
         results = []
         for column in attacked:
             ctx.check_budget()
             results.append(
                 attribute_inference(
-                    ctx.model, members, column, classes, rng,
-                    max_categories=_count(ctx, "max_categories", 1),
-                    resamples=_count(ctx, "bootstrap", 100),
-                    confidence=_rate(ctx, "confidence"),
+                    target, column, rng,
+                    max_categories=max_categories, resamples=resamples, confidence=confidence,
                 )
             )
         ctx.metrics["columns"] = [r.as_metric() for r in results]
