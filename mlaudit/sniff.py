@@ -23,6 +23,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NUMPY_MAGIC = b"\x93NUMPY"
 TAR_MAGIC = b"ustar"
+SEVENZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 TAR_MAGIC_OFFSET = 257
 # sys_info is optional in the oldest files; these three are what torch.load reads.
 TORCH_TAR_MEMBERS = frozenset({"pickle", "storages", "tensors"})
@@ -57,6 +58,7 @@ class ModelFormat(enum.Enum):
     SAFETENSORS = "safetensors"
     ZIP_ARCHIVE = "zip"
     TAR_ARCHIVE = "tar"
+    SEVENZIP_ARCHIVE = "7z"
 
     @property
     def pickle_based(self) -> bool:
@@ -85,7 +87,10 @@ def sniff_model_format(path: Path) -> ModelFormat:
             return ModelFormat.NUMPY
         if head.startswith(TORCH_LEGACY_MAGIC):
             return ModelFormat.PYTORCH_LEGACY
-        if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        if head.startswith(SEVENZIP_MAGIC):
+            return ModelFormat.SEVENZIP_ARCHIVE
+        # The unpickler accepts a PROTO opcode naming any protocol from 0 to 5.
+        if len(head) > 1 and head[0] == 0x80 and head[1] <= 5:
             return ModelFormat.PICKLE
         size = path.stat().st_size
         # An implausible header length is still safetensors' shape: the scanner reports it.
