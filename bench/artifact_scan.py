@@ -78,7 +78,7 @@ FAMILIES = ("pickle", "torch", "numpy", "joblib-compressed", "archive", "keras",
             "safetensors")
 _SCANNER_FAMILY = {
     "torch_zip": "torch", "torch_legacy": "torch", "npy": "numpy", "npz": "numpy",
-    "compressed": "joblib-compressed", "zip": "archive", "tar": "archive",
+    "compressed": "joblib-compressed", "zip": "archive", "tar": "archive", "7z": "archive",
     "keras_zip": "keras", "keras_h5": "keras", "onnx": "onnx", "safetensors": "safetensors",
 }
 

@@ -6,8 +6,6 @@ open the gate: the gate does not depend on which rules run.
 
 from __future__ import annotations
 
-import tempfile
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,15 +13,12 @@ from pathlib import Path
 from mlaudit.errors import InputError
 from mlaudit.findings import Severity
 from mlaudit.scanners.archive import (
-    READ_ERRORS,
-    SizeCapExceeded,
-    decompression_cap,
-    inspect_tar,
-    inspect_zip,
-    materialize,
+    MemberScanner,
+    scan_tar_archive,
+    scan_zip_archive,
 )
 from mlaudit.scanners.compressed import scan_compressed_joblib
-from mlaudit.scanners.folders import FolderError, prefixed_report, scan_model_folder
+from mlaudit.scanners.folders import FolderError, scan_model_folder
 from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
 from mlaudit.scanners.numpy_format import scan_npy, scan_npz
 from mlaudit.scanners.onnx_format import scan_onnx
@@ -37,8 +32,9 @@ from mlaudit.scanners.pickle import (
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
 from mlaudit.scanners.report import ArtifactIssue, DeclaredType, EmbeddedPickle, FormatReport
 from mlaudit.scanners.safetensors_format import scan_safetensors
+from mlaudit.scanners.sevenzip import scan_7z_archive
 from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
-from mlaudit.sniff import ModelFormat, sniff_model_format
+from mlaudit.sniff import ModelFormat, other_readings, sniff_model_format
 
 
 @dataclass(frozen=True)
@@ -93,17 +89,70 @@ Scanner = Callable[[Path], FormatReport]
 
 
 def take_inventory(path: Path, model_format: ModelFormat) -> ImportInventory:
-    """The inventory of the model the user named; a file that cannot be read is exit 2."""
-    if model_format.pickle_based:
-        report = FormatReport("pickle", pickles=(EmbeddedPickle(None, _scan_top_pickle(path)),))
-    elif model_format is ModelFormat.MODEL_FOLDER:
+    """The inventory of the model the user named; a file that cannot be read is exit 2.
+
+    Every reading a real loader could take of the file is scanned, not only the sniffed one
+    (see :func:`mlaudit.sniff.other_readings`); a file with two readings is a polyglot.
+    """
+    if model_format is ModelFormat.MODEL_FOLDER:
         try:
-            report = scan_model_folder(path, report_for_member)
+            return inventory_from(scan_model_folder(path, report_for_member))
         except FolderError as error:
             raise InputError(str(error)) from None
-    else:
-        report = _format_report(path, model_format)
+    report = _reading_report(path, model_format, top=True)
+    for other in other_readings(path, model_format):
+        report = report.merged(_reading_report(path, other, top=False)).merged(
+            _polyglot_report(model_format, other)
+        )
     return inventory_from(report)
+
+
+def _reading_report(path: Path, model_format: ModelFormat, *, top: bool) -> FormatReport:
+    """The report of one reading; only the sniffed reading of the named file may be exit 2."""
+    if model_format.pickle_based:
+        scan = _scan_top_pickle(path) if top else scan_file_or_prefix(path)
+        return FormatReport("pickle", pickles=(EmbeddedPickle(None, scan),))
+    if top:
+        return _format_report(path, model_format)
+    try:
+        return _format_report(path, model_format)
+    except InputError as error:
+        return FormatReport(
+            "",
+            issues=(
+                ArtifactIssue(
+                    "MLA107", f"unreadable-reading:{model_format.value}",
+                    "A second reading of the file cannot be scanned",
+                    f"a {model_format.value} reader would also open this file, and that "
+                    f"reading cannot be scanned: {error}", Severity.HIGH,
+                ),
+            ),
+        )
+
+
+def scan_file_or_prefix(path: Path) -> PickleScan:
+    """The pickle reading of a file that is mainly something else: what runs before it breaks."""
+    try:
+        return scan_file(path)
+    except MalformedPickle as error:
+        if error.partial is not None:
+            return error.partial
+        return PickleScan(error.imports_before, (), 1, 0, 0, path.stat().st_size)
+
+
+def _polyglot_report(sniffed: ModelFormat, other: ModelFormat) -> FormatReport:
+    return FormatReport(
+        "",
+        issues=(
+            ArtifactIssue(
+                "MLA107", f"polyglot:{other.value}", "File valid as two formats",
+                f"the file is {sniffed.value} and also reads as {other.value}: a loader that "
+                f"takes the {other.value} reading sees a different model than the one that "
+                "was reviewed; both readings were scanned", Severity.HIGH,
+                evidence={"formats": [sniffed.value, other.value]},
+            ),
+        ),
+    )
 
 
 def report_for_member(path: Path) -> FormatReport | None:
@@ -120,17 +169,20 @@ def report_for_member(path: Path) -> FormatReport | None:
         try:
             scan = scan_file(path)
         except MalformedPickle as error:
-            return FormatReport(
-                model_format.value,
-                issues=(
-                    ArtifactIssue(
-                        "MLA101", "malformed-pickle", "Pickle that cannot be verified",
-                        f"the pickle stream does not parse ({error}); a loader may still run "
-                        "what precedes the damage", Severity.HIGH,
-                        pointer=f"offset {error.offset}",
+            if error.partial is None:
+                return FormatReport(
+                    model_format.value,
+                    issues=(
+                        ArtifactIssue(
+                            "MLA107", "malformed-pickle", "Pickle that cannot be read",
+                            f"the pickle stream does not parse from its first byte ({error})",
+                            Severity.HIGH, pointer=f"offset {error.offset}",
+                        ),
                     ),
-                ),
-            )
+                )
+            # A loader runs every opcode before the break: its imports and the break itself
+            # are reported (MLA101/MLA102 and MLA107).
+            scan = error.partial
         return FormatReport(model_format.value, pickles=(EmbeddedPickle(None, scan),))
     try:
         return _format_report(path, model_format)
@@ -152,6 +204,11 @@ def _format_report(path: Path, model_format: ModelFormat) -> FormatReport:
 
 
 def inventory_from(report: FormatReport) -> ImportInventory:
+    """The inventory of a merged format report.
+
+    Scan problems that are structural anomalies of a pickle stream become MLA107 issues of
+    high severity; the others stay problems (MLA101). Both make the load gate refuse.
+    """
     found = [
         (embedded.member, i.module, i.name, i.offset, i.opcode)
         for embedded in report.pickles
@@ -160,13 +217,46 @@ def inventory_from(report: FormatReport) -> ImportInventory:
     for declared in report.declared_types:
         module, _, name = declared.qualified_name.rpartition(".")
         found.append((declared.member, module, name, -1, "declared-type"))
-    problems = tuple(
+    located = [
         LocatedProblem(embedded.member, problem)
         for embedded in report.pickles
         for problem in embedded.scan.problems
-    )
+    ]
+    problems = tuple(p for p in located if not p.problem.structural)
+    anomalies = tuple(_anomaly_issue(p) for p in located if p.problem.structural)
     return ImportInventory(
-        _group(found), problems, report.issues, report.pickles, report.format_detail
+        _group(found), problems, report.issues + anomalies, report.pickles,
+        report.format_detail,
+    )
+
+
+_ANOMALY_TITLES = {
+    "malformed": "Pickle stream that breaks part-way",
+    "unwritten-memo": "Pickle reads a memo entry it never wrote",
+    "missing-mark": "Pickle opcode without its MARK",
+    "stack-underflow": "Pickle stack underflow",
+    "stack-leftover": "Values left on the pickle stack at STOP",
+    "late-proto": "PROTO opcode after the start of the pickle",
+    "frame-straddle": "Pickle opcode split across a frame boundary",
+    "frame-past-end": "Pickle frame that runs past the end of the data",
+    "frame-reopened": "Pickle frame that begins inside another frame",
+    "stop-inside-frame": "Pickle STOP before the end of its frame",
+    "impossible-structure": "Pickle builds a structure no loader can build",
+    "expansion": "Pickle memo or DUP expansion",
+}
+
+
+def _anomaly_issue(located: LocatedProblem) -> ArtifactIssue:
+    """A structural anomaly of a pickle stream, as the MLA107 issue it is."""
+    problem, member = located.problem, located.member
+    kind = f"pickle-{problem.kind}"
+    return ArtifactIssue(
+        "MLA107", f"{member}:{kind}" if member else kind,
+        _ANOMALY_TITLES.get(problem.kind, "Malformed pickle structure"),
+        f"{problem.message}; no pickler writes this, and loaders and scanners may read the "
+        "stream differently from here", Severity.HIGH, member=member,
+        pointer=f"offset {problem.offset}",
+        evidence={"kind": problem.kind, "offset": problem.offset},
     )
 
 
@@ -187,17 +277,16 @@ def _group(
 
 
 def _scan_top_pickle(path: Path) -> PickleScan:
+    """The scan of the model file itself. Only a file whose first byte is not a pickle opcode
+    is not a pickle (exit 2); a stream that breaks later is reported, break and all: the
+    loader has run everything before it."""
     try:
         return scan_file(path)
     except MalformedPickle as error:
-        dangerous = [
-            i.qualified_name
-            for i in error.imports_before
-            if classify(i.module, i.name).verdict is Verdict.DANGEROUS
-        ]
-        warning = f"; before that point it imports {', '.join(dangerous)}" if dangerous else ""
+        if error.partial is not None:
+            return error.partial
         raise InputError(
-            f"{path} is not a valid pickle stream: {error} at byte {error.offset}{warning}"
+            f"{path} is not a valid pickle stream: {error} at byte {error.offset}"
         ) from None
 
 
@@ -236,51 +325,38 @@ def _onnx(path: Path) -> FormatReport:
         ) from None
 
 
-KERAS_NUMPY_WEIGHTS = "model.weights.npz"
-
-
 def _keras(path: Path) -> FormatReport:
-    """A ``.keras`` archive, and the NumPy weights Keras loads from it with pickles allowed."""
-    report = scan_keras_zip(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(KERAS_NUMPY_WEIGHTS)
-            with tempfile.TemporaryDirectory(prefix="mlaudit-") as scratch:
-                extracted = materialize(
-                    lambda: archive.open(info), decompression_cap(info.compress_size),
-                    Path(scratch),
-                )
-                weights = scan_npz(extracted)
-    except KeyError:  # no NumPy weights: the usual .keras layout with model.weights.h5
-        return report
-    except SizeCapExceeded as error:
-        return report.merged(
-            FormatReport("", issues=(ArtifactIssue(
-                "MLA103", "decompression-bomb:" + KERAS_NUMPY_WEIGHTS, "Decompression bomb",
-                f"{KERAS_NUMPY_WEIGHTS} decompresses to {error}", Severity.CRITICAL,
-                member=KERAS_NUMPY_WEIGHTS,
-            ),))
-        )
-    except READ_ERRORS:
-        return report  # the Keras scanner has already reported an unreadable archive
-    return report.merged(prefixed_report(weights, KERAS_NUMPY_WEIGHTS))
+    """A ``.keras`` archive: its config, and every member by content (Keras loads a
+    ``model.weights.npz`` with pickles allowed)."""
+    return scan_keras_zip(path).merged(scan_zip_archive(path, report_for_member))
 
 
 def _skops(path: Path) -> FormatReport:
-    return inspect_zip(path).merged(_skops_report(path))
+    return scan_zip_archive(path, report_for_member).merged(_skops_report(path))
+
+
+def members_by_content(scanner: Callable[[Path, MemberScanner], FormatReport]) -> Scanner:
+    """An archive scanner whose members are each sniffed by content and scanned as what they
+    are, by :func:`report_for_member` (nested archives through this same table)."""
+
+    def scan(path: Path) -> FormatReport:
+        return scanner(path, report_for_member)
+
+    return scan
 
 
 FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {
     ModelFormat.SKOPS: _skops,
     ModelFormat.JOBLIB_COMPRESSED: scan_compressed_joblib,
-    ModelFormat.PYTORCH: scan_torch_zip,
-    ModelFormat.PYTORCH_LEGACY: scan_torch_legacy,
+    ModelFormat.PYTORCH: members_by_content(scan_torch_zip),
+    ModelFormat.PYTORCH_LEGACY: members_by_content(scan_torch_legacy),
     ModelFormat.NUMPY: scan_npy,
     ModelFormat.NPZ: scan_npz,
     ModelFormat.KERAS: _keras,
     ModelFormat.KERAS_H5: _keras_h5,
     ModelFormat.ONNX: _onnx,
     ModelFormat.SAFETENSORS: scan_safetensors,
-    ModelFormat.ZIP_ARCHIVE: inspect_zip,
-    ModelFormat.TAR_ARCHIVE: inspect_tar,
+    ModelFormat.ZIP_ARCHIVE: members_by_content(scan_zip_archive),
+    ModelFormat.TAR_ARCHIVE: members_by_content(scan_tar_archive),
+    ModelFormat.SEVENZIP_ARCHIVE: members_by_content(scan_7z_archive),
 }

@@ -6,17 +6,29 @@ hostile file reaches a loader that executes it.
 
 from __future__ import annotations
 
+import bz2
 import enum
+import gzip
 import io
+import lzma
 import pickletools
 import re
+import string
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from mlaudit.errors import InputError
 from mlaudit.scanners.compressed import SNIFF_BYTES, sniff_compression
+from mlaudit.scanners.pickle import (
+    GlobalImport,
+    MalformedPickle,
+    ScanProblem,
+    scan_bytes,
+    scan_file,
+)
 from mlaudit.scanners.safetensors_format import looks_like_safetensors
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -37,6 +49,12 @@ _TEXT_GLOBAL = re.compile(rb"^c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
 _ONNX_MODEL_FIELDS = {
     1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2,
 }
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# tarfile reads these compressions itself ("r:*"); joblib would decompress the same files.
+_TAR_COMPRESSIONS: dict[str, Callable[[Path], io.BufferedIOBase]] = {
+    "gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "lzma": lzma.LZMAFile, "xz": lzma.LZMAFile,
+}
+_DECOMPRESSED_HEAD = 64 * 1024
 _ONNX_IR_VERSION = 1
 _ONNX_GRAPH = 7
 
@@ -96,7 +114,10 @@ def sniff_model_format(path: Path) -> ModelFormat:
         # An implausible header length is still safetensors' shape: the scanner reports it.
         if looks_like_safetensors(head, size) or head[8:9] == b"{":
             return ModelFormat.SAFETENSORS
-        if sniff_compression(head) is not None:
+        compression = sniff_compression(head)
+        if compression is not None:
+            if _decompressed_head(path, compression)[TAR_MAGIC_OFFSET:].startswith(TAR_MAGIC):
+                return _sniff_tar(path)
             return ModelFormat.JOBLIB_COMPRESSED
         handle.seek(TAR_MAGIC_OFFSET)
         if handle.read(len(TAR_MAGIC)) == TAR_MAGIC:
@@ -107,6 +128,10 @@ def sniff_model_format(path: Path) -> ModelFormat:
         handle.seek(0)
         if _looks_like_text_pickle(handle.read(4096)):
             return ModelFormat.PICKLE
+    if reaches_an_import(path):
+        # Not a pickle by its looks, but pickle.load would import something before it gave
+        # up: the scanner must see it, and "unknown format" would let it pass as no model.
+        return ModelFormat.PICKLE
     raise InputError(
         f"{path}: unknown model format (supported: pickle, joblib, skops, ONNX, PyTorch, "
         "Keras, safetensors, NumPy, MLflow and Hugging Face folders, or an entry point "
@@ -126,9 +151,11 @@ def _sniff_zip(path: Path) -> ModelFormat:
         return ModelFormat.SKOPS
     if "config.json" in names and names & {"metadata.json", "model.weights.h5"}:
         return ModelFormat.KERAS
-    # PyTorch names its archive folder after the file, so only the leaf names are fixed.
-    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names) or any(
-        name.endswith("/constants.pkl") for name in names
+    # PyTorch names its archive folder after the file, so only the leaf names are fixed; its
+    # zip reader (miniz) lower-cases ASCII letters before comparing, so this does too.
+    folded = {name.translate(_ASCII_LOWER) for name in names}
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in folded) or any(
+        name.endswith("/constants.pkl") for name in folded
     ):
         return ModelFormat.PYTORCH
     if names and all(name.endswith(".npy") for name in names):
@@ -207,3 +234,134 @@ def _looks_like_onnx(handle: BinaryIO, size: int) -> bool:
                 return False
             handle.seek(length, io.SEEK_CUR)
     return {_ONNX_IR_VERSION, _ONNX_GRAPH} <= seen
+
+
+# ============================================================================================
+# Every reading: loaders disagree about where a file starts.
+
+# Formats whose readers look at the same bytes first (offset 0, or a zip's end record): a
+# second reading of these is their own scanner's business, not a polyglot.
+_ZIP_FORMATS = frozenset(
+    {
+        ModelFormat.ZIP_ARCHIVE, ModelFormat.SKOPS, ModelFormat.PYTORCH, ModelFormat.NPZ,
+        ModelFormat.KERAS,
+    }
+)
+# Archives whose members are scanned one by one: a zip or HDF5 file stored in one of them is
+# found at its member, so the archive as a whole is not a polyglot for holding it.
+_MEMBER_SCANNED = frozenset(
+    {ModelFormat.TAR_ARCHIVE, ModelFormat.PYTORCH_LEGACY, ModelFormat.SEVENZIP_ARCHIVE}
+)
+_HDF5_FIRST_OFFSET = 512
+
+
+def reaches_an_import(path: Path) -> bool:
+    """Whether ``pickle.load`` from byte 0 of the file would import a global before it stops."""
+    try:
+        scan = scan_file(path)
+    except MalformedPickle as error:
+        return _any_importable(error.imports_before, ())
+    return _any_importable(scan.imports, scan.problems)
+
+
+def _any_importable(imports: Iterable[GlobalImport], problems: Iterable[ScanProblem]) -> bool:
+    """Whether an import among these could succeed, so that loading could run something.
+
+    A pickle loader that meets no import runs nothing: it can only build plain values or fail.
+    ``__import__`` fails on a module name that is not dotted identifiers (TorchScript source
+    such as ``class X(Module):`` decodes as a GLOBAL of module ``lass X(Module):``), so those
+    do not count. Extension codes (EXT1/2/4) import through the copyreg registry, so they do.
+    """
+    if any(problem.kind == "extension-import" for problem in problems):
+        return True
+    return any(
+        all(part.isidentifier() for part in f"{i.module}.{i.name}".split(".")) for i in imports
+    )
+
+
+def _decompressed_head(path: Path, compression: str) -> bytes:
+    """The first bytes of what a tar reader or joblib would decompress; empty if it cannot."""
+    opener = _TAR_COMPRESSIONS.get(compression)
+    if opener is None:
+        return b""
+    try:
+        with opener(path) as stream:
+            return bytes(stream.read(_DECOMPRESSED_HEAD))
+    except (OSError, EOFError, lzma.LZMAError, ValueError):
+        return b""
+
+
+def other_readings(path: Path, sniffed: ModelFormat) -> tuple[ModelFormat, ...]:
+    """Formats other than ``sniffed`` that some real loader would read the same file as.
+
+    pickle.load, joblib.load and torch's legacy reader run the opcodes that begin the file;
+    zip readers (zipfile, torch's miniz, numpy.load of .npz, skops, Keras) find the central
+    directory from the *end* of the file, so a zip can follow anything; tar readers check the
+    header checksum at byte 0; h5py finds an HDF5 superblock at byte 0 or after a user block
+    of 512, 1024, 2048, ... bytes. Sniffing picks one reading; every other one is returned here
+    so it is scanned too, and a file with two is a polyglot.
+    """
+    readings: list[ModelFormat] = []
+    if not sniffed.pickle_based and not _is_legacy_torch_stream(path) and reaches_an_import(path):
+        readings.append(ModelFormat.PICKLE)
+    if sniffed in _MEMBER_SCANNED:
+        if _compressed_head_reaches_an_import(path):
+            readings.append(ModelFormat.JOBLIB_COMPRESSED)
+        return tuple(readings)
+    if sniffed not in _ZIP_FORMATS and _is_zip(path):
+        readings.append(ModelFormat.ZIP_ARCHIVE)
+    if sniffed is not ModelFormat.TAR_ARCHIVE and _is_tar(path):
+        readings.append(ModelFormat.TAR_ARCHIVE)
+    if sniffed is not ModelFormat.KERAS_H5 and _has_hdf5_superblock(path):
+        readings.append(ModelFormat.KERAS_H5)
+    return tuple(readings)
+
+
+def _is_legacy_torch_stream(path: Path) -> bool:
+    """torch's legacy stream is consecutive pickles from byte 0: its scanner walks them all."""
+    with path.open("rb") as handle:
+        return handle.read(len(TORCH_LEGACY_MAGIC)) == TORCH_LEGACY_MAGIC
+
+
+def _compressed_head_reaches_an_import(path: Path) -> bool:
+    """Whether joblib, decompressing a compressed tar, would meet an import in its first bytes.
+
+    A tar header is not a pickle, so joblib.load of a ``.tar.gz`` fails at once; one whose
+    header is crafted as a pickle is scanned as compressed joblib too.
+    """
+    with path.open("rb") as handle:
+        compression = sniff_compression(handle.read(SNIFF_BYTES))
+    if compression is None:
+        return False
+    head = _decompressed_head(path, compression)
+    try:
+        scan = scan_bytes(head)
+    except MalformedPickle as error:
+        return _any_importable(error.imports_before, ())
+    return _any_importable(scan.imports, scan.problems)
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, tarfile.TarError):
+        return False
+
+
+def _has_hdf5_superblock(path: Path) -> bool:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        offset = 0
+        while offset + len(HDF5_MAGIC) <= size:
+            handle.seek(offset)
+            if handle.read(len(HDF5_MAGIC)) == HDF5_MAGIC:
+                return True
+            offset = _HDF5_FIRST_OFFSET if offset == 0 else offset * 2
+    return False

@@ -69,7 +69,8 @@ def scan_npz(path: Path) -> FormatReport:
         if not opened.readable:
             return report
         for entry in opened.entries:
-            if entry.is_dir:
+            # A sealed member (encrypted for real) is already reported by open_zip.
+            if entry.is_dir or entry.sealed:
                 continue
             numeric = _numeric_member(opened, entry)
             if numeric is not None:

@@ -1,19 +1,29 @@
 """PyTorch checkpoints: the zip format of ``torch.save`` and ``torch.jit.save``, and the legacy
 formats ``torch.load`` still reads. Nothing imports torch.
 
-What is scanned is what ``torch.load(weights_only=False)`` would unpickle:
+What is scanned is what ``torch.load(weights_only=False)`` would unpickle, and every other
+member by its content (another reader may load it):
 
 * zip checkpoints (``<folder>/data.pkl`` plus raw ``data/<n>`` storages): every ``*.pkl`` and
-  ``*.debug_pkl`` member, each duplicate separately (PyTorch's reader takes the first of two
-  equal names, zipfile the last). The prefix folder is the first member's, as in PyTorch.
-  TorchScript archives (those with ``constants.pkl``) also carry code under ``code/``: MLA104.
+  ``*.debug_pkl`` member is walked as a pickle, each duplicate separately. Names are compared
+  the way PyTorch's reader (miniz) compares them, established by loading probe archives:
+  ``<folder>`` is the first central-directory entry's folder, and a record is found by
+  comparing the name's bytes with ASCII letters folded to lower case, so ``ARCHIVE/DATA.PKL``
+  is ``data.pkl`` to torch; of several names that match, which one it reads depends on the
+  directory's layout, so every one is scanned and the collision is a finding. Storages
+  (``<folder>/data/...``) are raw bytes to torch: only their head is sniffed, and they are
+  walked as pickles only if it says pickle. TorchScript archives (those with
+  ``constants.pkl``) also carry code under ``code/``, which torch compiles: MLA104 reads it.
+  Every other member is scanned by content.
 * the legacy stream of ``_use_new_zipfile_serialization=False``: exactly five pickles (magic
   number, protocol version, system info, the object, the storage keys), then raw storage
   bytes that are never unpickled. Nothing after the fifth pickle is scanned; if the magic
   number or protocol version is wrong, torch stops there and so does the scan.
 * the older tar format (members ``storages``, ``tensors``, ``pickle``), which ``torch.load``
   tries first on any real file: the count pickles, every per-storage and per-tensor pickle
-  (their raw data is stepped over exactly as torch reads it) and the ``pickle`` member.
+  (their raw data is stepped over exactly as torch reads it) and the ``pickle`` member. torch
+  finds each with ``tarfile``'s lookup, the last member of exactly that name; every other
+  member (earlier duplicates included) is scanned by content, and duplicate names are findings.
 """
 
 from __future__ import annotations
@@ -23,26 +33,33 @@ import pickletools
 import re
 import struct
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from mlaudit.errors import InputError
 from mlaudit.findings import JsonValue, Severity
 from mlaudit.scanners.archive import (
     READ_ERRORS,
     MappedWindow,
+    MemberScanner,
     MemberUnreadable,
     OpenZip,
     ZipEntry,
     embedded_scan,
+    encoded_name,
     issue,
     list_tar,
     mapped_file,
     member_view,
     open_zip,
+    tar_members_by_content,
+    zip_members_by_content,
 )
 from mlaudit.scanners.pickle import PickleScan
 from mlaudit.scanners.report import ArtifactIssue, EmbeddedPickle, FormatReport
+from mlaudit.sniff import sniff_model_format
 
 __all__ = ["scan_torch_legacy", "scan_torch_zip"]
 
@@ -50,10 +67,13 @@ MAGIC_NUMBER: Final = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION: Final = 1001
 _LEGACY_PICKLES: Final = ("magic number", "protocol version", "system info", "object",
                           "storage keys")
+_TAR_MEMBERS: Final = ("storages", "tensors", "pickle")
 _ZIP_MAGIC: Final = b"PK\x03\x04"
 _MAX_CODE_BYTES: Final = 16 * 1024**2
 _MAX_CONSTANT_PICKLE: Final = 64
 _OPCODES: Final = {opcode.code: opcode for opcode in pickletools.opcodes}
+# How much of a raw storage is sniffed: all that deciding "pickle" reads (see mlaudit.sniff).
+_STORAGE_HEAD: Final = 4096
 
 # TorchScript operations that reach the file system by path. TorchScript code is otherwise
 # confined to torch's operators, so these are what turns a scripted ``__setstate__`` (run
@@ -75,36 +95,85 @@ _STORAGE_SIZES: Final = {
 # Zip checkpoints
 
 
-def _is_pickle_member(name: str) -> bool:
-    return name.endswith(("pkl", ".pickle"))
+def _is_pickle_member(entry: ZipEntry) -> bool:
+    return _folded(entry).endswith((b"pkl", b".pickle"))
 
 
-def scan_torch_zip(path: Path) -> FormatReport:
-    """Scan a PyTorch zip checkpoint or TorchScript archive. Raises only OSError."""
+def _folded(entry: ZipEntry) -> bytes:
+    """The name as miniz compares it: its bytes, ASCII letters folded to lower case."""
+    return encoded_name(entry).lower()  # bytes.lower() folds ASCII only, as miniz does
+
+
+def scan_torch_zip(path: Path, scan_member: MemberScanner) -> FormatReport:
+    """Scan a PyTorch zip checkpoint or TorchScript archive; members torch does not read as
+    pickles or storages are scanned by content with ``scan_member``. Raises only OSError."""
     with path.open("rb") as handle:
         head = handle.read(4)
     with open_zip(path) as opened:
         issues = list(opened.issues)
         pickles: list[EmbeddedPickle] = []
         detail = "pytorch-zip"
+        others = FormatReport("")
         if opened.readable and opened.entries:
-            detail = _scan_torch_entries(opened, issues, pickles)
+            detail, rest = _scan_torch_entries(opened, issues, pickles)
+            others = zip_members_by_content(opened, rest, scan_member)
         report = FormatReport(detail, tuple(issues), tuple(pickles), len(opened.entries))
+        report = report.merged(others)
     if head != _ZIP_MAGIC:
         # torch.load only treats files that start with a local header as zip archives; this
         # one it reads as a legacy checkpoint, whatever else it is.
-        report = report.merged(scan_torch_legacy(path))
+        report = report.merged(scan_torch_legacy(path, scan_member))
     return report
 
 
 def _scan_torch_entries(
     opened: OpenZip, issues: list[ArtifactIssue], pickles: list[EmbeddedPickle]
-) -> str:
+) -> tuple[str, list[ZipEntry]]:
+    """Walk what torch reads (pickles, storage heads); returns the detail and the rest."""
     entries = opened.entries
     first = entries[0].name
     prefix = first.split("/", 1)[0] + "/" if "/" in first else ""
+    folder = encoded_name(entries[0]).split(b"/", 1)[0].lower() + b"/" if prefix else b""
+    issues.extend(_layout_issues(entries, prefix, folder))
+    known = {(found.rule_id, found.key) for found in issues}
+    # TorchScript source, which torch compiles (MLA104 reads it), is not scanned by content.
+    code = [e for e in entries if _folded(e).startswith(folder + b"code/")
+            and _folded(e).endswith(b".py")]
+    compiled = {e.index for e in code}
+    rest: list[ZipEntry] = []
+    for entry in entries:
+        if entry.is_dir or entry.sealed or entry.index in compiled:
+            continue
+        storage = bool(folder) and _folded(entry).startswith(folder + b"data/")
+        if not _is_pickle_member(entry) and not storage:
+            rest.append(entry)
+            continue
+        embedded: EmbeddedPickle | None
+        try:
+            with member_view(opened, entry) as view:
+                if _is_pickle_member(entry):
+                    found, embedded = embedded_scan(view, entry.name)
+                else:
+                    found, embedded = _storage_scan(view, entry.name, opened)
+        except MemberUnreadable as error:
+            if (error.issue.rule_id, error.issue.key) not in known:
+                issues.append(error.issue)
+            continue
+        issues.extend(found)
+        if embedded is not None:
+            pickles.append(embedded)
+    if code:
+        issues.extend(_torchscript_code_issues(opened, prefix, code))
+    torchscript = folder + b"constants.pkl" in {_folded(e) for e in entries}
+    return ("torchscript-zip" if torchscript or code else "pytorch-zip"), rest
+
+
+def _layout_issues(entries: list[ZipEntry], prefix: str, folder: bytes) -> list[ArtifactIssue]:
+    """A first member outside any folder, members outside it, and no data.pkl for torch."""
+    first = entries[0].name
+    found = []
     if not prefix:
-        issues.append(
+        found.append(
             issue(
                 "MLA107", "torch-no-folder", "PyTorch archive without a top folder",
                 f"the first member {first!r} is not in a folder; torch.load refuses such "
@@ -113,7 +182,7 @@ def _scan_torch_entries(
         )
     outside = [e.name for e in entries if not e.name.startswith(prefix)]
     for name in dict.fromkeys(outside):
-        issues.append(
+        found.append(
             issue(
                 "MLA107", "torch-member-outside-folder", "Member outside the archive folder",
                 f"member {name!r} is outside the folder {prefix!r} of the first member; "
@@ -121,39 +190,49 @@ def _scan_torch_entries(
                 Severity.MEDIUM, member=name,
             )
         )
-    names = {e.name for e in entries}
-    if f"{prefix}data.pkl" not in names:
-        issues.append(
+    if folder + b"data.pkl" not in {_folded(e) for e in entries}:
+        found.append(
             issue(
                 "MLA107", "torch-missing-data-pkl", "PyTorch archive without data.pkl",
                 f"there is no {prefix}data.pkl, the pickle every PyTorch archive holds; this is "
                 "not a checkpoint torch.save wrote", Severity.HIGH, member=f"{prefix}data.pkl",
             )
         )
-    torchscript = f"{prefix}constants.pkl" in names
-    for entry in entries:
-        if entry.is_dir or not _is_pickle_member(entry.name):
-            continue
+    return found
+
+
+def _storage_scan(
+    view: MappedWindow, name: str, opened: OpenZip
+) -> tuple[list[ArtifactIssue], EmbeddedPickle | None]:
+    """A raw storage, walked as a pickle only if its head sniffs as one.
+
+    Raw numbers start like a pickle now and then; such bytes that break before importing
+    anything would run nothing under any pickle loader, so they are not reported.
+    """
+    view.seek(0)
+    head = view.read(_STORAGE_HEAD)
+    assert opened.directory is not None
+    with tempfile.NamedTemporaryFile(dir=opened.directory, prefix="head-") as sample:
+        sample.write(head)
+        sample.flush()
         try:
-            with member_view(opened, entry) as view:
-                found, embedded = embedded_scan(view, entry.name)
-        except MemberUnreadable as error:
-            issues.append(error.issue)
-            continue
-        issues.extend(found)
-        pickles.append(embedded)
-    code = [e for e in entries if e.name.startswith(f"{prefix}code/") and not e.is_dir]
-    if code:
-        issues.extend(_torchscript_code_issues(opened, prefix, code))
-    return "torchscript-zip" if torchscript or code else "pytorch-zip"
+            pickle_head = sniff_model_format(Path(sample.name)).pickle_based
+        except InputError:
+            pickle_head = False
+    if not pickle_head:
+        return [], None
+    found, embedded = embedded_scan(view, name)
+    if found and not embedded.scan.imports:
+        return [], None
+    return found, embedded
 
 
 def _torchscript_code_issues(
     opened: OpenZip, prefix: str, code: list[ZipEntry]
 ) -> Iterator[ArtifactIssue]:
-    sources = [e for e in code if e.name.endswith(".py")]
+    """File access in TorchScript source (``code`` holds its ``.py`` members), and its presence."""
     hooks: list[JsonValue] = []
-    for entry in sources:
+    for entry in code:
         text = _read_text(opened, entry)
         if text is None:
             continue
@@ -171,12 +250,12 @@ def _torchscript_code_issues(
             )
     yield issue(
         "MLA104", "torchscript-code", "TorchScript code",
-        f"the archive carries {len(sources)} TorchScript source files under {prefix}code/: "
+        f"the archive carries {len(code)} TorchScript source files under {prefix}code/: "
         "TorchScript code runs in torch's interpreter when loaded (scripted __setstate__ "
         "methods) and when the model is called",
         Severity.MEDIUM, member=f"{prefix}code/",
         evidence={
-            "files": len(sources),
+            "files": len(code),
             "load_time_hooks": hooks[:20],
         },
     )
@@ -339,11 +418,12 @@ class _Sequence:
         return EmbeddedPickle(self.member, merged)
 
 
-def scan_torch_legacy(path: Path) -> FormatReport:
-    """Scan a non-zip PyTorch checkpoint as ``torch.load`` would read it. Raises only OSError."""
+def scan_torch_legacy(path: Path, scan_member: MemberScanner) -> FormatReport:
+    """Scan a non-zip PyTorch checkpoint as ``torch.load`` would read it; tar members torch
+    does not read are scanned by content with ``scan_member``. Raises only OSError."""
     with mapped_file(path) as view:
         if _is_plain_tar(path):
-            report = _scan_legacy_tar(path, view)
+            report = _scan_legacy_tar(path, view, scan_member)
             view.seek(0)
             if view.read(1) != b"\x80":
                 return report
@@ -389,13 +469,14 @@ def _scan_legacy_stream(view: MappedWindow) -> FormatReport:
     )
 
 
-def _scan_legacy_tar(path: Path, view: MappedWindow) -> FormatReport:
+def _scan_legacy_tar(path: Path, view: MappedWindow, scan_member: MemberScanner) -> FormatReport:
     listing = list_tar(path, mode="r:")
     issues = list(listing.issues)
     pickles: list[EmbeddedPickle] = []
-    members = {m.name for m in listing.members}
-    for required in ("storages", "tensors", "pickle"):
-        if required not in members:
+    # tarfile.getmember, which torch's tar.extract uses: the last member of exactly that name.
+    read = {m.name: m for m in listing.members if m.name in _TAR_MEMBERS}
+    for required in _TAR_MEMBERS:
+        if required not in read:
             issues.append(
                 issue(
                     "MLA107", "torch-tar-missing-member", "Legacy tar checkpoint incomplete",
@@ -404,9 +485,7 @@ def _scan_legacy_tar(path: Path, view: MappedWindow) -> FormatReport:
                     Severity.MEDIUM, member=required,
                 )
             )
-    for member in listing.members:
-        if member.name not in ("storages", "tensors", "pickle"):
-            continue
+    for member in read.values():
         if not member.isreg() or member.sparse is not None:
             issues.append(
                 issue(
@@ -432,9 +511,9 @@ def _scan_legacy_tar(path: Path, view: MappedWindow) -> FormatReport:
         embedded_seq = sequence.embedded(window.size)
         if embedded_seq is not None:
             pickles.append(embedded_seq)
-    return FormatReport(
-        "pytorch-legacy-tar", tuple(issues), tuple(pickles), len(listing.members)
-    )
+    rest = [m for m in listing.members if read.get(m.name) is not m]
+    report = FormatReport("pytorch-legacy-tar", tuple(issues), tuple(pickles), len(listing.members))
+    return report.merged(tar_members_by_content(path, rest, scan_member, mode="r:"))
 
 
 def _count(sequence: _Sequence, view: MappedWindow, role: str) -> tuple[int, int] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import stat
 import struct
 import subprocess
@@ -31,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlaudit.findings import Severity
+from mlaudit.inventory import FORMAT_SCANNERS
 from mlaudit.scanners import archive
 from mlaudit.scanners.archive import (
     MappedWindow,
@@ -43,23 +45,29 @@ from mlaudit.scanners.compressed import scan_compressed_joblib
 from mlaudit.scanners.numpy_format import scan_npy, scan_npz
 from mlaudit.scanners.pickle_policy import Verdict, classify
 from mlaudit.scanners.report import MAX_COMPRESSION_RATIO, FormatReport
-from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
+from mlaudit.sniff import ModelFormat
+from tests.fixtures.benign_archives import ZIP_PASSWORD, build_benign_archives
 from tests.fixtures.hostile_archives import (
     ARCHIVE_SAMPLE_NAMES,
+    BOMB_BYTES,
+    SYSTEM,
     ArchiveSample,
     build_hostile_archives,
     extraction_folder,
 )
+from tests.fixtures.hostile_pickles import _system
 from tests.fixtures.mutation import EDITS, mutate
 
+# Each scanner as the inventory runs it (archive members scanned by content).
 SCANNERS: dict[str, Callable[[Path], FormatReport]] = {
-    "torch_zip": scan_torch_zip,
-    "torch_legacy": scan_torch_legacy,
+    "torch_zip": FORMAT_SCANNERS[ModelFormat.PYTORCH],
+    "torch_legacy": FORMAT_SCANNERS[ModelFormat.PYTORCH_LEGACY],
     "npy": scan_npy,
     "npz": scan_npz,
     "compressed": scan_compressed_joblib,
-    "zip": inspect_zip,
-    "tar": inspect_tar,
+    "zip": FORMAT_SCANNERS[ModelFormat.ZIP_ARCHIVE],
+    "tar": FORMAT_SCANNERS[ModelFormat.TAR_ARCHIVE],
+    "7z": FORMAT_SCANNERS[ModelFormat.SEVENZIP_ARCHIVE],
 }
 
 
@@ -102,7 +110,7 @@ def test_corpus_shape(corpus: tuple[dict[str, ArchiveSample], Path]) -> None:
     assert set(samples) == set(ARCHIVE_SAMPLE_NAMES)
     assert {s.scanner for s in samples.values()} == set(SCANNERS)
     assert {s.loader for s in samples.values()} == {
-        "torch", "numpy", "joblib", "zip-extract", "tar-extract", "bomb"
+        "torch", "numpy", "joblib", "zip-extract", "tar-extract", "unpickle-members", "bomb"
     }
     for sample in samples.values():
         assert sample.expected_rule is not None or sample.expected_import is not None
@@ -122,7 +130,7 @@ def test_hostile_sample_is_flagged(
         matching = [
             found for found in report.issues
             if found.rule_id == sample.expected_rule
-            and found.key.split(":", 1)[0] == sample.expected_kind
+            and sample.expected_kind in found.key.split(":")  # kinds of members: prefixed
         ]
         assert matching, f"{name}: no {sample.expected_rule}/{sample.expected_kind} in {report}"
         assert max(found.severity for found in matching) >= sample.expected_severity
@@ -148,9 +156,43 @@ def test_scanning_the_corpus_runs_nothing(
 # The child process of the liveness test: loads (or extracts) each sample of one loader kind,
 # continuing past errors; each sample has its own canary.
 _LOAD_IN_CHILD = r"""
-import json, os, sys, tarfile, warnings, zipfile
+import io, json, os, pickle, sys, tarfile, tempfile, warnings, zipfile
 warnings.simplefilter("ignore")
 jobs = json.loads(sys.argv[1])
+
+def unpickle_members(data):
+    # What loading code does with an archive: open it (zipfile, py7zr, tarfile), descend into
+    # the archives it holds, and unpickle the member it wants, whatever its name.
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                if not info.is_dir():
+                    unpickle_members(archive.read(info))
+        return
+    if data[:6] == b"7z\xbc\xaf\x27\x1c":
+        import py7zr
+        folder = tempfile.mkdtemp()
+        with py7zr.SevenZipFile(io.BytesIO(data)) as archive:
+            archive.extractall(folder)
+        for root, _, files in os.walk(folder):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as handle:
+                    unpickle_members(handle.read())
+        return
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            contents = [archive.extractfile(m).read() for m in archive if m.isreg()]
+    except tarfile.TarError:
+        contents = None
+    if contents is not None:
+        for content in contents:
+            unpickle_members(content)
+        return
+    try:
+        pickle.loads(data)
+    except Exception:
+        pass
+
 for loader, path, extract in jobs:
     try:
         if loader == "torch":
@@ -173,6 +215,9 @@ for loader, path, extract in jobs:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     with open(target, "wb") as sink:
                         sink.write(archive.read(info))
+        elif loader == "unpickle-members":
+            with open(path, "rb") as handle:
+                unpickle_members(handle.read())
         elif loader == "tar-extract":
             os.makedirs(extract, exist_ok=True)
             with tarfile.open(path) as archive:
@@ -206,7 +251,9 @@ def _bomb_expands(sample: ArchiveSample) -> int:
 
 # This test deliberately runs our own harmless payloads (each only creates a canary file in
 # pytest's temporary directory) in child processes, to prove each sample is live.
-@pytest.mark.parametrize("loader", ["torch", "numpy", "joblib", "zip-extract", "tar-extract"])
+@pytest.mark.parametrize(
+    "loader", ["torch", "numpy", "joblib", "zip-extract", "tar-extract", "unpickle-members"]
+)
 def test_hostile_samples_are_live(loader: str, tmp_path: Path) -> None:
     jobs = []
     canaries = {}
@@ -383,6 +430,35 @@ def test_crc_mismatch(tmp_path: Path) -> None:
     assert _issue_kinds(path)["crc-mismatch"] >= Severity.HIGH
 
 
+@pytest.mark.parametrize("kind", ["size-mismatch", "crc-mismatch"])
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2])
+def test_stream_checks_made_while_copying_out_match(
+    tmp_path: Path, kind: str, compression: int
+) -> None:
+    """The content scan checks each stream as it copies it out (one decompression): it must
+    find what inspect_zip's separate pass finds."""
+    original = _zip(tmp_path / "a.zip", [("w.bin", b"abc" * 4000)], compression).read_bytes()
+    central = _central_offset(original)
+    field, local = (24, 22) if kind == "size-mismatch" else (16, 14)
+    data = _patch(_patch(original, central + field, "<I", 100), local, "<I", 100)
+    path = tmp_path / "lie.zip"
+    path.write_bytes(data)
+    expected = {(f.key, f.severity) for f in inspect_zip(path).issues}
+    assert {(f.key, f.severity) for f in SCANNERS["zip"](path).issues} == expected
+    assert any(key.split(":")[0] in (kind, "corrupt-member") for key, _ in expected)
+
+
+def test_member_in_a_method_mlaudit_cannot_read_fails_closed(tmp_path: Path) -> None:
+    """Zstandard (method 93): Python 3.14's zipfile reads it, this one cannot."""
+    original = _zip(tmp_path / "a.zip", [("model.bin", b"x" * 100)]).read_bytes()
+    central = _central_offset(original)
+    path = tmp_path / "zstd.zip"
+    path.write_bytes(_patch(_patch(original, central + 10, "<H", 93), 8, "<H", 93))
+    for scanner in (inspect_zip, SCANNERS["zip"]):
+        kinds = {f.key.split(":", 1)[0]: f.severity for f in scanner(path).issues}
+        assert kinds == {"unsupported-compression": Severity.HIGH}
+
+
 def test_local_header_name_differs(tmp_path: Path) -> None:
     original = _zip(tmp_path / "a.zip", [("data.pkl", b"x")]).read_bytes()
     data = original.replace(b"data.pkl", b"evil.pkl", 1)  # the local header comes first
@@ -409,13 +485,142 @@ def test_prepended_data(tmp_path: Path) -> None:
     assert _issue_kinds(path)["prepended-data"] is Severity.MEDIUM
 
 
-def test_encrypted_member(tmp_path: Path) -> None:
-    original = _zip(tmp_path / "a.zip", [("a", b"x")]).read_bytes()
-    central = _central_offset(original)
-    data = _patch(_patch(original, central + 8, "<H", 1), 6, "<H", 1)
-    path = tmp_path / "enc.zip"
-    path.write_bytes(data)
-    assert _issue_kinds(path)["encrypted-member"] is Severity.MEDIUM
+def _flagged(data: bytes, bits: int) -> bytes:
+    """``data`` (a one-member zip) with ``bits`` set in both the local and central flags."""
+    central = _central_offset(data)
+    (flags,) = struct.unpack_from("<H", data, central + 8)
+    return _patch(_patch(data, central + 8, "<H", flags | bits), 6, "<H", flags | bits)
+
+
+@pytest.mark.parametrize("bits", [0x1, 0x20, 0x40])
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_flagged_member_in_the_clear_is_scanned(
+    tmp_path: Path, bits: int, compression: int
+) -> None:
+    """zipfile, numpy and torch refuse such a member (probed in test_flags_refuse_every_reader),
+    but its bytes decode without a password, so they are scanned all the same."""
+    payload = pickle.dumps(_system(tmp_path / "canary"), protocol=2)
+    original = _zip(tmp_path / "a.zip", [("model/config.bin", payload)], compression)
+    path = tmp_path / "flagged.zip"
+    path.write_bytes(_flagged(original.read_bytes(), bits))
+    report = SCANNERS["zip"](path)
+    kinds = {found.key.split(":", 1)[0]: found.severity for found in report.issues}
+    assert kinds == {"flagged-in-clear": Severity.LOW}
+    assert SYSTEM in _dangerous(report)
+    assert not (tmp_path / "canary").exists()
+
+
+def test_really_encrypted_member_is_low_not_a_size_lie(tmp_path: Path) -> None:
+    [sample] = build_benign_archives(tmp_path, ["zip_encrypted_member"])
+    with zipfile.ZipFile(sample.path) as archive:  # really encrypted: the password opens it
+        assert archive.read("secret/params.csv", pwd=ZIP_PASSWORD).startswith(b"name,")
+    report = SCANNERS["zip"](sample.path)
+    assert {f.key: f.severity for f in report.issues} == {
+        "encrypted-member:secret/params.csv": Severity.LOW
+    }
+    assert report.pickles == ()
+
+
+# Which readers open a member whose central-directory flags say encrypted or patched: none.
+_READ_FLAGGED = r"""
+import io, sys, warnings, zipfile
+warnings.simplefilter("ignore")
+kind, path = sys.argv[1:]
+try:
+    if kind == "zipfile":
+        with zipfile.ZipFile(path) as archive:
+            archive.read(archive.infolist()[0])
+    elif kind == "numpy":
+        import numpy
+        numpy.load(path, allow_pickle=True)["a"]
+    else:
+        import torch
+        torch.load(path, weights_only=True)
+    print("read")
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.mark.parametrize("bits", [0x1, 0x20, 0x40])
+def test_flags_refuse_every_reader(tmp_path: Path, bits: int) -> None:
+    """The fact the LOW severity of a sealed member rests on, probed with the real readers."""
+    import numpy as np
+    import torch
+
+    npz, pt = io.BytesIO(), io.BytesIO()
+    np.savez(npz, a=np.arange(3))
+    torch.save({"w": torch.ones(2)}, pt)
+    plain = _zip(tmp_path / "p.zip", [("a.bin", b"plain")]).read_bytes()
+    for kind, data in (("zipfile", plain), ("numpy", npz.getvalue()), ("torch", pt.getvalue())):
+        path = tmp_path / f"{kind}.bin"
+        path.write_bytes(_flagged(data, bits))
+        result = subprocess.run(
+            [sys.executable, "-c", _READ_FLAGGED, kind, str(path)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+        assert result.stdout.strip() != "read", (kind, bits)
+
+
+def test_names_differing_only_in_case_collide(tmp_path: Path) -> None:
+    path = _zip(tmp_path / "c.zip", [("model/Config.pkl", b"a"), ("model/config.PKL", b"b")])
+    assert _issue_kinds(path)["case-collision"] is Severity.HIGH
+
+
+def test_zip_members_are_sniffed_by_content(tmp_path: Path) -> None:
+    payload = pickle.dumps(_system(tmp_path / "canary"), protocol=2)
+    path = _zip(
+        tmp_path / "m.zip",
+        [("notes/readme.txt", b"hello"), ("weights/part-0.csv", payload)],
+        zipfile.ZIP_DEFLATED,
+    )
+    report = SCANNERS["zip"](path)
+    assert [p.member for p in report.pickles] == ["weights/part-0.csv"]
+    assert SYSTEM in _dangerous(report)
+
+
+def test_nesting_within_the_cap_is_scanned(tmp_path: Path) -> None:
+    data = pickle.dumps(_system(tmp_path / "canary"), protocol=2)
+    for level in range(archive.MAX_NESTING):
+        data = _zip(tmp_path / f"{level}.zip", [(f"l{level}", data)]).read_bytes()
+    report = SCANNERS["zip"](tmp_path / f"{archive.MAX_NESTING - 1}.zip")
+    assert SYSTEM in _dangerous(report)
+    assert not [f for f in report.issues if "nesting-too-deep" in f.key]
+    [embedded] = report.pickles
+    assert embedded.member == "l3/l2/l1/l0"
+
+
+def test_7z_without_py7zr_is_refused_not_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [sample] = build_benign_archives(tmp_path, ["sevenzip_joblib_model"])
+    monkeypatch.setitem(sys.modules, "py7zr", None)  # import py7zr now raises ImportError
+    report = SCANNERS["7z"](sample.path)
+    [found] = report.issues
+    assert found.rule_id == "MLA103"
+    assert found.severity is Severity.HIGH
+    assert "pip install 'mlaudit[7z]'" in found.message
+
+
+def test_7z_listing_checks(tmp_path: Path) -> None:
+    import py7zr
+
+    path = tmp_path / "t.7z"
+    with py7zr.SevenZipFile(path, "w") as out:
+        out.writestr(b"1", "Model.bin")
+        out.writestr(b"2", "model.BIN")
+    kinds = {f.key.split(":", 1)[0]: f.severity for f in SCANNERS["7z"](path).issues}
+    assert kinds == {"case-collision": Severity.HIGH}
+
+
+def test_encrypted_7z_is_refused(tmp_path: Path) -> None:
+    import py7zr
+
+    path = tmp_path / "e.7z"
+    with py7zr.SevenZipFile(path, "w", password="secret") as out:
+        out.writestr(b"x", "a.bin")
+    kinds = {f.key.split(":", 1)[0]: f.severity for f in SCANNERS["7z"](path).issues}
+    assert kinds == {"7z-encrypted": Severity.HIGH}
 
 
 def test_too_many_members_declared(tmp_path: Path) -> None:
@@ -513,6 +718,15 @@ def test_tar_duplicates_and_traversal(tmp_path: Path) -> None:
     kinds = _tar_kinds(path)
     assert kinds["duplicate-member"] is Severity.HIGH
     assert kinds["path-traversal"] is Severity.CRITICAL
+
+
+def test_tar_members_are_sniffed_by_content(tmp_path: Path) -> None:
+    payload = pickle.dumps(_system(tmp_path / "canary"), protocol=2)
+    path = _tar(tmp_path / "t.tar.bz2", [("a/notes.txt", b"hi"), ("a/blob", payload)], "w:bz2")
+    report = SCANNERS["tar"](path)
+    assert [p.member for p in report.pickles] == ["a/blob"]
+    assert SYSTEM in _dangerous(report)
+    assert not (tmp_path / "canary").exists()
 
 
 def test_tar_gz_bomb(tmp_path: Path) -> None:
@@ -645,11 +859,58 @@ def test_mutated_zips_always_report(seed: int, edits: list[tuple[str, int, bytes
     if not _SEEDS:
         _SEEDS.extend(_seed_zips())
     data = mutate(_SEEDS[seed], edits)
-    assert_reports_quickly(inspect_zip, data)
+    assert_reports_quickly(SCANNERS["zip"], data)  # inspect_zip, then members by content
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(edits=EDITS)
 def test_mutated_tars_always_report(edits: list[tuple[str, int, bytes]]) -> None:
-    assert_reports_quickly(inspect_tar, mutate(_seed_tar(), edits))
+    assert_reports_quickly(SCANNERS["tar"], mutate(_seed_tar(), edits))
 
+
+def _seed_7z() -> bytes:
+    import py7zr
+
+    buffer = io.BytesIO()
+    with py7zr.SevenZipFile(buffer, "w") as out:
+        out.writestr(b"\x80\x02}q\x00.", "model/state.bin")
+        out.writestr(b"notes\n" * 40, "README")
+    return buffer.getvalue()
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(edits=EDITS)
+def test_mutated_7z_always_report(edits: list[tuple[str, int, bytes]]) -> None:
+    assert_reports_quickly(SCANNERS["7z"], mutate(_seed_7z(), edits))
+
+
+
+def test_7z_bomb_is_refused_by_its_listing(tmp_path: Path) -> None:
+    import py7zr
+
+    path = tmp_path / "bomb.7z"
+    with py7zr.SevenZipFile(path, "w") as out:
+        out.writestr(bytes(BOMB_BYTES), "weights.bin")
+    report = SCANNERS["7z"](path)
+    assert {f.key: f.severity for f in report.issues} == {
+        "decompression-bomb": Severity.CRITICAL
+    }
+
+
+def test_7z_extraction_stops_at_the_cap_whatever_the_listing_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writers count what py7zr really produces: a listing that lies is no way past."""
+    import py7zr
+
+    from mlaudit.scanners import sevenzip
+
+    path = tmp_path / "bomb.7z"
+    with py7zr.SevenZipFile(path, "w") as out:
+        out.writestr(bytes(BOMB_BYTES), "weights.bin")
+    monkeypatch.setattr(sevenzip, "_listing_issues", lambda listing, path: [])
+    report = SCANNERS["7z"](path)
+    assert {f.key: f.severity for f in report.issues} == {
+        "decompression-bomb": Severity.CRITICAL
+    }

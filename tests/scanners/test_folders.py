@@ -151,3 +151,18 @@ def test_malformed_mlmodel_is_mla107(run_cli: Runner, tmp_path: Path, bad: str) 
     (folder / "MLmodel").write_text(bad)
     _, found = _findings(run_cli, folder)
     assert [f["rule_id"] for f in found if f["severity"] == "high"] == ["MLA107"]
+
+
+def test_archive_in_a_folder_is_scanned_member_by_member(run_cli: Runner, tmp_path: Path) -> None:
+    import zipfile
+
+    folder = _mlflow_folder(tmp_path / "model", _fitted())
+    canary = tmp_path / "canary"
+    with zipfile.ZipFile(folder / "artifacts.zip", "w") as archive:
+        archive.writestr("extra/settings.bin", pickle.dumps(_Payload(canary)))
+    code, found = _findings(run_cli, folder)
+    assert code == 1
+    critical = [f for f in found if f["rule_id"] == "MLA101" and f["severity"] == "critical"]
+    assert critical
+    assert any("artifacts.zip/extra/settings.bin" in json.dumps(f) for f in critical)
+    assert not canary.exists()

@@ -26,15 +26,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlaudit.findings import Severity
+from mlaudit.inventory import FORMAT_SCANNERS
 from mlaudit.scanners.pickle_policy import Verdict, classify
 from mlaudit.scanners.report import FormatReport
-from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
+from mlaudit.sniff import ModelFormat
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, BenignSample, build_benign_archives
 from tests.fixtures.hostile_pickles import _system
 from tests.fixtures.mutation import EDITS, mutate
 from tests.scanners.test_archive import assert_reports_quickly
 
 SYSTEM = f"{os.system.__module__}.system"
+# The scanners as the inventory runs them: other members scanned by content.
+scan_torch_zip = FORMAT_SCANNERS[ModelFormat.PYTORCH]
+scan_torch_legacy = FORMAT_SCANNERS[ModelFormat.PYTORCH_LEGACY]
 TORCH_SAMPLES = [n for n in BENIGN_SAMPLE_NAMES if n.startswith("torch")]
 
 # Every global the benign torch files import (the allowlist is generated from lists like this).
@@ -260,6 +264,58 @@ def test_payload_after_legacy_tar_storage_data(torch: Any, tmp_path: Path) -> No
     assert SYSTEM in _dangerous(report)
 
 
+@pytest.mark.parametrize("hostile_first", [True, False])
+def test_legacy_tar_duplicate_pickle_members(tmp_path: Path, hostile_first: bool) -> None:
+    """torch reads the last member named 'pickle' (tarfile.getmember, probed with torch.load
+    in a child process); the other one is scanned by content, and the pair is a finding."""
+    hostile = pickle.dumps(_system(tmp_path / "c"), protocol=2)
+    benign = pickle.dumps({}, protocol=2)
+    first, last = (hostile, benign) if hostile_first else (benign, hostile)
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (
+            ("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
+            ("tensors", pickle.dumps(0, protocol=2)), ("pickle", first), ("pickle", last),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    report = scan_torch_legacy(path)
+    assert SYSTEM in _dangerous(report)
+    assert "duplicate-member:pickle" in _keys(report)
+    assert len([p for p in report.pickles if p.member == "pickle"]) == 2
+
+
+def test_other_torch_zip_members_are_scanned_by_content(torch: Any, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, buffer)
+    path = tmp_path / "extra.pt"
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as original, zipfile.ZipFile(
+        path, "w"
+    ) as out:
+        for info in original.infolist():
+            out.writestr(info, original.read(info))
+        out.writestr("archive/extra/notes.txt", pickle.dumps(_system(tmp_path / "c"), protocol=2))
+    report = scan_torch_zip(path)
+    assert SYSTEM in _dangerous(report)
+    assert "archive/extra/notes.txt" in {p.member for p in report.pickles}
+
+
+def test_case_variant_data_pkl_is_what_torch_reads(torch: Any, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, buffer)
+    path = tmp_path / "upper.pt"
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as original, zipfile.ZipFile(
+        path, "w"
+    ) as out:
+        for info in original.infolist():
+            out.writestr(info.filename.replace("data.pkl", "DATA.PKL"), original.read(info))
+    report = scan_torch_zip(path)
+    assert "torch-missing-data-pkl:archive/data.pkl" not in _keys(report)
+    assert "archive/DATA.PKL" in {p.member for p in report.pickles}
+    assert "torch._utils._rebuild_tensor_v2" in _imports(report)
+
+
 def test_unfollowable_legacy_tar_layout(tmp_path: Path) -> None:
     storages = pickle.dumps("not a count", protocol=2)
     path = _legacy_tar(tmp_path / "t.tar", storages, pickle.dumps(0, protocol=2),
@@ -321,11 +377,26 @@ def test_pickle_prepended_to_a_torch_zip_is_read_as_legacy(torch: Any, tmp_path:
     assert "prepended-data" in {k.split(":")[0] for k in _keys(report)}
 
 
-def test_storage_members_are_not_scanned_as_pickles(tmp_path: Path) -> None:
+def test_a_storage_that_heads_as_a_pickle_is_walked(tmp_path: Path) -> None:
+    """torch reads storages raw, but another reader of the member would unpickle it."""
     path = tmp_path / "raw.pt"
     with zipfile.ZipFile(path, "w") as out:
         out.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
         out.writestr("archive/data/0", pickle.dumps(_system(tmp_path / "c"), protocol=2))
+        out.writestr("archive/byteorder", b"little")
+    report = scan_torch_zip(path)
+    assert [p.member for p in report.pickles] == ["archive/data.pkl", "archive/data/0"]
+    assert SYSTEM in _dangerous(report)
+
+
+def test_raw_storage_that_merely_starts_like_a_pickle_is_clean(tmp_path: Path) -> None:
+    """Raw numbers open with a PROTO byte now and then; breaking before any import, they
+    would run nothing under any pickle loader."""
+    path = tmp_path / "raw.pt"
+    with zipfile.ZipFile(path, "w") as out:
+        out.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        out.writestr("archive/data/0", b"\x80\x02" + struct.pack("<4f", 0.5, -1.25, 3.0, 7.5))
+        out.writestr("archive/data/1", b"(" + bytes(range(200, 255)))
         out.writestr("archive/byteorder", b"little")
     report = scan_torch_zip(path)
     assert [p.member for p in report.pickles] == ["archive/data.pkl"]
@@ -361,3 +432,91 @@ def test_mutated_legacy_checkpoints_always_report(
     seeds: dict[str, bytes], which: str, edits: list[tuple[str, int, bytes]]
 ) -> None:
     assert_reports_quickly(scan_torch_legacy, mutate(seeds[which], edits))
+
+
+# ============================================================================================
+# torch's own name lookup, probed in a child process with harmless marker pickles
+
+_LOAD_MARKER = r"""
+import sys, warnings
+warnings.simplefilter("ignore")
+import torch
+try:
+    print(torch.load(sys.argv[1], weights_only=sys.argv[2] == "zip")["marker"])
+except Exception as error:
+    print("refused:", type(error).__name__)
+"""
+
+
+def _marker(value: str) -> bytes:
+    return pickle.dumps({"marker": value}, protocol=2)
+
+
+def _torch_member_rows(torch: Any) -> list[tuple[str, bytes]]:
+    buffer = io.BytesIO()
+    torch.save({"marker": "original"}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as original:
+        return [(i.filename, original.read(i)) for i in original.infolist()]
+
+
+# name of the data.pkl record(s) -> markers, in archive order
+_ZIP_VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "upper-case": [("archive/DATA.PKL", "upper")],
+    "mixed-case": [("archive/Data.Pkl", "mixed")],
+    "case-pair": [("archive/data.pkl", "lower"), ("archive/DATA.PKL", "upper")],
+    "dot-segment": [("archive/./data.pkl", "dotted")],
+    "backslash": [("archive\\data.pkl", "backslash")],
+}
+
+
+@pytest.mark.parametrize("variant", _ZIP_VARIANTS)
+def test_scan_reads_whatever_torch_reads_as_data_pkl(
+    torch: Any, tmp_path: Path, variant: str
+) -> None:
+    """The miniz rule mirrored in scan_torch_zip (ASCII case folding, exact bytes otherwise),
+    checked against torch itself: the member torch unpickles is one the scan walked."""
+    rows = [(n, d) for n, d in _torch_member_rows(torch) if not n.endswith("/data.pkl")]
+    path = tmp_path / f"{variant}.pt"
+    with zipfile.ZipFile(path, "w") as out:
+        for name, value in _ZIP_VARIANTS[variant]:
+            out.writestr(name, _marker(value))
+        for name, data in rows:
+            out.writestr(name, data)
+    loaded = subprocess.run(
+        [sys.executable, "-c", _LOAD_MARKER, str(path), "zip"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.strip()
+    report = scan_torch_zip(path)
+    walked = {p.member for p in report.pickles}
+    names = {value: name for name, value in _ZIP_VARIANTS[variant]}
+    if loaded.startswith("refused"):
+        assert variant in ("dot-segment", "backslash"), loaded
+        assert any(key.startswith("torch-") for key in _keys(report))  # layout torch refuses
+        return
+    assert names[loaded] in walked
+    if len(names) > 1:
+        assert any(key.startswith("case-collision") for key in _keys(report))
+
+
+def test_legacy_tar_lookup_is_tarfiles(torch: Any, tmp_path: Path) -> None:
+    """torch.load of a legacy tar reads the last member named exactly 'pickle'."""
+    path = tmp_path / "dup.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (
+            ("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
+            ("tensors", pickle.dumps(0, protocol=2)), ("pickle", _marker("first")),
+            ("./pickle", _marker("dotted")), ("PICKLE", _marker("upper")),
+            ("pickle", _marker("last")),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    loaded = subprocess.run(
+        [sys.executable, "-c", _LOAD_MARKER, str(path), "tar"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.strip()
+    assert loaded == "last"
+    report = scan_torch_legacy(path)
+    # the torch layout walk takes that member; every other one is scanned by content
+    assert len([p for p in report.pickles if p.member in ("pickle", "./pickle", "PICKLE")]) == 4
+    assert "duplicate-member:pickle" in _keys(report)
