@@ -22,6 +22,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from mlaudit import __version__
@@ -32,8 +33,9 @@ from mlaudit.config import PROFILES, Settings, resolve
 from mlaudit.docs import rule_markdown
 from mlaudit.engine import AuditRun, EngineSettings, run_audit
 from mlaudit.errors import UsageError
-from mlaudit.findings import JsonValue
+from mlaudit.findings import JsonValue, ModelIdentity
 from mlaudit.gate import LoadStatus
+from mlaudit.isolation import ISOLATION_MODES
 from mlaudit.registry import extra_installed, registered_rules, select_rules
 from mlaudit.regression import Baseline
 from mlaudit.report import RunInfo, build_report, read_report
@@ -78,6 +80,8 @@ def cli() -> None:
 @click.option("--vuln-db", type=_PATH, help="OSV export (zip or folder) for MLA601.")
 @click.option("--select", multiple=True, help="Run only these rule ids or prefixes (repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these rule ids or prefixes (repeatable).")
+@click.option("--require", multiple=True,
+              help="Fail the gate unless these rule ids or prefixes ran (repeatable).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), help="Lowest failing severity.")
 @click.option("--min-score", type=float, help="Fail when the overall score is below this.")
 @click.option("--allow-incomplete", is_flag=True, default=None, help="Pass despite rule errors.")
@@ -85,6 +89,8 @@ def cli() -> None:
 @click.option("--seed", type=int, help="Seed for every random choice (default 0).")
 @click.option("--profile", type=click.Choice(PROFILES), help="Budget profile.")
 @click.option("--trust-model", is_flag=True, default=None, help="Load the model even if blocked.")
+@click.option("--isolation", type=click.Choice(ISOLATION_MODES),
+              help="Where the model runs: auto (isolated worker, default), strict, none.")
 @click.option("--config", "config_path", type=_PATH, help="Configuration file (TOML).")
 @click.option("-q", "--quiet", is_flag=True, help="No human output except errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each step.")
@@ -124,12 +130,18 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
             "[bold yellow]warning:[/] --trust-model: the model is loaded even if the scan "
             "finds code in it"
         )
+    if settings.isolation == "none" and not quiet:
+        out.console.print(
+            "[bold yellow]warning:[/] --isolation none: the model runs inside mlaudit's own "
+            "process, with your rights"
+        )
     engine_settings = EngineSettings(
         seed=settings.seed,
         profile=settings.profile,
         trust_model=settings.trust_model,
         extra_allowed=frozenset(settings.allow_globals),
         rule_options=settings.rules,
+        isolation=settings.isolation,
     )
     # Library warnings (a model pickled by another scikit-learn version, say) belong in the
     # report, where a reader can weigh them, not interleaved with the summary on stderr.
@@ -137,15 +149,20 @@ def scan(model: str, config_path: Path | None, quiet: bool, verbose: bool, **giv
         warnings.simplefilter("always")
         audit = run_audit(subject, rules, engine_settings, out.progress)
     # Waivers apply before scoring and the gate: a waived finding counts toward neither.
-    waived = apply_waivers(audit.results, settings.waivers, started.date())
+    # Fingerprints are bound to the model here, so no waiver or baseline crosses models.
+    identity = ModelIdentity(subject.model.reference, subject.model.sha256)
+    waived = apply_waivers(audit.results, settings.waivers, started.date(), identity)
     scorecard = score_results(waived.results)
-    policy = GatePolicy(settings.fail_on, settings.min_score, settings.allow_incomplete)
+    policy = GatePolicy(
+        settings.fail_on, settings.min_score, settings.allow_incomplete, settings.require
+    )
     blocked = _blocked_reason(audit, rules)
     if baseline is None:
         gate, compared = decide_gate(waived.results, scorecard.score, policy, blocked), None
     else:
         gate, compared = baseline.gate(
-            waived.results, scorecard.score, policy, blocked, settings.tolerances
+            waived.results, scorecard.score, policy, blocked, settings.tolerances,
+            model=identity,
         )
     arguments = click.get_current_context().find_root().obj or sys.argv[1:]
     command = "mlaudit " + shlex.join(arguments)
@@ -251,8 +268,9 @@ def report_command(report_path: Path, formats: tuple[str, ...], output_dir: Path
 
 
 _SETTING_OPTIONS = (
-    "select", "ignore", "fail_on", "min_score", "allow_incomplete", "exit_zero", "seed",
+    "select", "ignore", "require", "fail_on", "min_score", "allow_incomplete", "exit_zero", "seed",
     "profile", "trust_model", "output_dir", "formats", "target", "vuln_db", "baseline",
+    "isolation",
 )
 
 
@@ -365,6 +383,7 @@ def _print_summary(console: Console, report: dict[str, Any], written: Sequence[P
     )
     for reason in gate["reasons"][:10]:
         console.print(f"  - {reason}", markup=False)
+    _print_coverage(console, report["coverage"])
     if len(gate["reasons"]) > 10:
         console.print(f"  … and {len(gate['reasons']) - 10} more reasons (see report.json)")
     if report["suppressed"]:
@@ -374,7 +393,21 @@ def _print_summary(console: Console, report: dict[str, Any], written: Sequence[P
             named = waiver["fingerprint"] or waiver["rule"]
             line = f"  waiver {waiver['status']}: {named} ({waiver['reason']})"
             console.print(line, markup=False)
+        if waiver.get("warning"):
+            console.print(f"  warning: {waiver['warning']}", markup=False)
     console.print("report: " + ", ".join(str(p) for p in written), markup=False)
+
+
+def _print_coverage(console: Console, coverage: dict[str, Any]) -> None:
+    """What was audited: part of the verdict, so it sits right under the gate's line."""
+    style = "green" if coverage["complete"] else "bold yellow"
+    console.print(f"[{style}]coverage:[/] {escape(coverage['summary'])}", highlight=False)
+    for family in coverage["families"]:
+        if family["status"] == "not-audited":
+            why = "; ".join(family["reasons"])
+            console.print(f"  - {family['family']} not audited: {why}", markup=False)
+    for note in coverage["notes"]:
+        console.print(f"[bold yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @cli.command("rules")

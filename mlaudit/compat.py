@@ -1,7 +1,9 @@
 """Can this data be fed to this model, and what about it will skew every behavioural result?
 
 Problems that make prediction impossible are fatal (exit 2 before any report); the others
-become MLA702 findings.
+become MLA702 findings. A column is judged with the pipeline in view
+(:mod:`mlaudit.preprocessing`): missing values the pipeline imputes, or its model splits on,
+are not a problem, and text in a column an encoder takes is a category, not a parsing error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from mlaudit.data import Dataset
 from mlaudit.errors import InputError
 from mlaudit.findings import JsonValue, Severity
 from mlaudit.model import LoadedModel, json_safe_classes
+from mlaudit.preprocessing import ColumnHandling, Encoding, read_pipeline, unseen
 
 _SHOWN = 10
 
@@ -88,25 +91,33 @@ def inspect(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
                     message="columns were reordered to the model's order before querying it",
                 )
             )
-    issues.extend(_missing_values(used))
-    issues.extend(_mixed_types(used))
+    handling = read_pipeline(model.estimator, [str(c) for c in used.columns])
+    issues.extend(_missing_values(used, handling))
+    issues.extend(_mixed_types(used, handling))
+    issues.extend(_unseen_categories(used, handling))
     issues.extend(_unknown_labels(dataset, model))
     return issues
 
 
-def _missing_values(frame: pd.DataFrame) -> list[CompatibilityIssue]:
+def _missing_values(frame: pd.DataFrame, handling: ColumnHandling) -> list[CompatibilityIssue]:
+    """Missing values in columns that nothing in the pipeline is known to handle.
+
+    Low at any share: a model that cannot take NaN fails on those rows (and the rules that
+    query them say so), one that can has chosen how to; the share is in the evidence.
+    """
     issues = []
     for column in frame.columns:
         missing = int(frame[column].isna().sum())
-        if missing:
+        if missing and str(column) not in handling.missing_handled_by:
             share = missing / len(frame)
             issues.append(
                 CompatibilityIssue(
                     key=f"missing:{column}",
-                    severity=Severity.MEDIUM if share >= 0.05 else Severity.LOW,
+                    severity=Severity.LOW,
                     title="Missing values in a model input",
                     message=f"column {column!r} is missing in {missing} of {len(frame)} rows "
-                    f"({share:.1%}); results on those rows depend on how the model treats NaN",
+                    f"({share:.1%}) and the model is not known to impute it or to accept "
+                    "missing values; results on those rows depend on how it treats NaN",
                     column=str(column),
                     evidence={"missing_rows": missing, "share": round(share, 4)},
                 )
@@ -114,10 +125,13 @@ def _missing_values(frame: pd.DataFrame) -> list[CompatibilityIssue]:
     return issues
 
 
-def _mixed_types(frame: pd.DataFrame) -> list[CompatibilityIssue]:
-    """Columns that are mostly numbers with some text: usually a parsing or export error."""
+def _mixed_types(frame: pd.DataFrame, handling: ColumnHandling) -> list[CompatibilityIssue]:
+    """Columns that are mostly numbers with some text: usually a parsing or export error,
+    unless an encoder takes the column, which makes every value a category."""
     issues = []
     for column in frame.columns:
+        if str(column) in handling.encodings:
+            continue
         series = frame[column]
         if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
             continue
@@ -140,6 +154,47 @@ def _mixed_types(frame: pd.DataFrame) -> list[CompatibilityIssue]:
     return issues
 
 
+def _unseen_categories(
+    frame: pd.DataFrame, handling: ColumnHandling
+) -> list[CompatibilityIssue]:
+    """Categories the fitted encoder never saw: a failure only if it was told to raise."""
+    issues = []
+    for column, encoding in handling.encodings.items():
+        values = frame[column].tolist()
+        new = list(unseen(values, encoding))
+        if new:
+            issues.append(_unseen_issue(column, encoding, new, values))
+    return issues
+
+
+def _unseen_issue(
+    column: str, encoding: Encoding, new: list[object], values: list[object]
+) -> CompatibilityIssue:
+    known = {str(v) for v in new}
+    rows = sum(str(v) in known for v in values)
+    raises = encoding.handle_unknown == "error"
+    consequence = (
+        "it was fitted with handle_unknown='error', so the model raises on those rows"
+        if raises
+        else f"it encodes them as unknown (handle_unknown={encoding.handle_unknown!r}), as "
+        "it would in production"
+    )
+    return CompatibilityIssue(
+        key=f"unseen-categories:{column}",
+        severity=Severity.MEDIUM if raises else Severity.INFO,
+        title="Categories the model's encoder never saw",
+        message=f"{rows} of {len(values)} rows of column {column!r} hold categories the "
+        f"pipeline's {encoding.encoder} was not fitted on ({_listed([str(v) for v in new])}); "
+        + consequence,
+        column=column,
+        evidence={
+            "rows": rows,
+            "categories": [str(v) for v in new[:_SHOWN]],
+            "handle_unknown": encoding.handle_unknown,
+        },
+    )
+
+
 def _unknown_labels(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
     labels = dataset.labels
     if labels is None or model.classes is None:
@@ -155,9 +210,10 @@ def _unknown_labels(dataset: Dataset, model: LoadedModel) -> list[CompatibilityI
             key="unknown-labels",
             severity=Severity.HIGH,
             title="Target labels the model cannot predict",
-            message=f"{affected} of {len(labels)} rows of {dataset.target!r} hold labels that "
-            f"are not among the model's classes ({_listed(unknown)}); every accuracy-based "
-            "result on this data is wrong",
+            message=f"{affected} of {len(labels)} rows of {dataset.target!r} hold labels the "
+            f"model does not know ({_listed(unknown)}); the model's classes are "
+            f"{_listed([str(c) for c in model.classes])}. Every accuracy-based result on this "
+            "data is wrong",
             column=dataset.target,
             evidence={
                 "unknown_labels": list(unknown[:_SHOWN]),

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlaudit.errors import ConfigError
 from mlaudit.findings import JsonValue
+from mlaudit.isolation import ISOLATION_MODES
 from mlaudit.reports import FORMATS
 from mlaudit.scoring import FAIL_ON_CHOICES
 from mlaudit.waivers import Waiver, parse_waivers
@@ -54,8 +55,12 @@ class Settings:
     seed: int = 0
     profile: str = "standard"
     trust_model: bool = False
+    # Where the model runs: auto (the strongest isolation available), strict, none.
+    isolation: str = "auto"
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    # Rule ids or prefixes that must run: the gate fails when they were skipped or errored.
+    require: tuple[str, ...] = ()
     output_dir: str = "mlaudit-report"
     format: tuple[str, ...] = ("json", "html")
     target: str | None = None
@@ -69,7 +74,7 @@ class Settings:
 
 
 _KEYS = {f.name for f in fields(Settings)} - {"config_file"}
-_TUPLE_KEYS = {"select", "ignore", "format", "allow_globals"}
+_TUPLE_KEYS = {"select", "ignore", "format", "allow_globals", "require"}
 _BOOL_KEYS = {"allow_incomplete", "exit_zero", "trust_model"}
 # Tables only a file can hold: no environment variable spells them.
 _TABLE_KEYS = {"rules", "waivers", "tolerances"}
@@ -115,7 +120,9 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if not 0 <= score <= 100:
             raise ConfigError(f"{origin}: min_score must be between 0 and 100")
         return score
-    choices = {"fail_on": FAIL_ON_CHOICES, "profile": PROFILES}.get(key)
+    choices = {
+        "fail_on": FAIL_ON_CHOICES, "profile": PROFILES, "isolation": ISOLATION_MODES
+    }.get(key)
     if choices is not None and value not in choices:
         raise ConfigError(f"{origin}: {key} must be one of {', '.join(choices)}, not {value!r}")
     if key == "rules":

@@ -1,30 +1,46 @@
 """Runs the selected rules in pipeline order, each isolated and within its time budget.
 
-artifact rules -> load gate -> load -> behavioural rules -> static rules. A rule that raises
-or overruns is ``error`` and the others go on; a rule without its inputs is ``skipped`` with
-the reason, never silently absent.
+artifact rules -> load gate -> model worker (load, the rules that query the model) -> the other
+behavioural rules -> static rules. A rule that raises or overruns is ``error`` and the others go
+on; a rule without its inputs is ``skipped`` with the reason, never silently absent. The model
+is loaded and queried only in an isolated worker process (:mod:`mlaudit.isolation`), unless the
+isolation mode is ``none``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mlaudit import compat
-from mlaudit.errors import ConfigError, ModelNotRunnable
+from mlaudit.errors import ConfigError, ModelNotRunnable, UsageError
 from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
 from mlaudit.gate import LoadDecision, decide
-from mlaudit.loaders import loader_for
+from mlaudit.isolation import IsolationRecord
+from mlaudit.isolation.transport import ModelInfo
+from mlaudit.isolation.worker import WorkerJob, run_job
+from mlaudit.loaders import Loader, loader_for
 from mlaudit.model import LoadedModel
 from mlaudit.registry import extra_installed
 from mlaudit.rules.base import BudgetExceeded, Requirement, Rule, RuleContext, RuleSkipped, Stage
 from mlaudit.scoring import rule_score
+from mlaudit.sniff import ModelFormat
 from mlaudit.subject import Subject
 
 PROFILE_BUDGETS_S: Mapping[str, float] = {"quick": 60.0, "standard": 300.0, "thorough": 1800.0}
 Progress = Callable[[str], None]
+Call = Callable[[Rule, RuleContext, float], tuple[list[Finding], BaseException | None]]
+# Address space a worker may map beyond what it inherits: the machine's memory plus room for
+# the thread stacks and allocator arenas that are reserved but never touched.
+_WORKER_HEADROOM_BYTES = 4 << 30
+_IN_PROCESS_NOTE = (
+    "isolation none: the model was loaded and queried inside mlaudit's own process, with the "
+    "user's full rights (network, files, programs)"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,7 @@ class EngineSettings:
     trust_model: bool = False
     extra_allowed: frozenset[str] = frozenset()
     rule_options: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
+    isolation: str = "auto"  # auto | strict | none (mlaudit.isolation.ISOLATION_MODES)
 
     def budget_for(self, rule_id: str) -> float:
         override = self.rule_options.get(rule_id, {}).get("budget_s")
@@ -46,7 +63,21 @@ class EngineSettings:
 class AuditRun:
     results: tuple[RuleResult, ...]
     load: LoadDecision | None
-    model: LoadedModel | None
+    model: ModelInfo | None
+    isolation: IsolationRecord
+
+
+@dataclass
+class _ModelStage:
+    """What loading the model produced: the model in-process (isolation none), what the worker
+    said about it, results the worker sent, or why the model could not run."""
+
+    decision: LoadDecision | None = None
+    model: LoadedModel | None = None
+    info: ModelInfo | None = None
+    worker_results: dict[str, RuleResult] = field(default_factory=dict)
+    not_runnable: str | None = None
+    isolation: IsolationRecord | None = None
 
 
 def run_audit(
@@ -60,45 +91,122 @@ def run_audit(
         _run_rule(r, subject, None, None, settings=settings, progress=progress)
         for r in by_stage[Stage.ARTIFACT]
     ]
-    model: LoadedModel | None = None
-    decision: LoadDecision | None = None
-    not_runnable: str | None = None
+    stage = _ModelStage()
     # Only rules that query the model make it worth loading (MLA401 reads the data alone).
-    if any(Requirement.MODEL in r.meta.requires for r in by_stage[Stage.BEHAVIOURAL]):
-        decision = decide(subject.model, results, trust_model=settings.trust_model)
-        loader = loader_for(subject.model.format)
-        if decision.may_load and loader is not None:
-            progress(f"loading {subject.model.format.value} model {subject.model.reference}")
-            try:
-                model = loader(
-                    subject.model,
-                    trusted=settings.trust_model,
-                    extra_allowed=settings.extra_allowed,
-                )
-            except ModelNotRunnable as reason:
-                not_runnable = str(reason)
-            else:
-                for dataset in subject.datasets:
-                    compat.require_usable(dataset, model)
-        else:
-            progress(f"load gate blocked the model: {decision.summary()}")
-    for stage in (Stage.BEHAVIOURAL, Stage.STATIC):
+    model_rules = [r for r in by_stage[Stage.BEHAVIOURAL] if Requirement.MODEL in r.meta.requires]
+    if model_rules:
+        stage = _model_stage(subject, model_rules, results, settings, progress)
+    for rule_stage in (Stage.BEHAVIOURAL, Stage.STATIC):
         results.extend(
-            _run_rule(
-                r, subject, model, decision, settings=settings, progress=progress,
-                not_runnable=not_runnable,
+            stage.worker_results.get(r.meta.id) or _run_rule(
+                r, subject, stage.model, stage.decision, settings=settings, progress=progress,
+                not_runnable=stage.not_runnable,
             )
-            for r in by_stage[stage]
+            for r in by_stage[rule_stage]
         )
-    return AuditRun(tuple(results), decision, model)
+    isolation = stage.isolation or IsolationRecord.of(
+        settings.isolation, None, "no rule loaded the model: nothing ran in a worker"
+    )
+    return AuditRun(tuple(results), stage.decision, stage.info, isolation)
+
+
+def _model_stage(
+    subject: Subject,
+    model_rules: Sequence[type[Rule]],
+    earlier: Sequence[RuleResult],
+    settings: EngineSettings,
+    progress: Progress,
+) -> _ModelStage:
+    """The load gate, then the model loaded in a worker (or here, with isolation none)."""
+    decision = decide(subject.model, earlier, trust_model=settings.trust_model)
+    loader = loader_for(subject.model.format)
+    if not decision.may_load or loader is None:
+        if not decision.may_load:
+            progress(f"load gate blocked the model: {decision.summary()}")
+        return _ModelStage(decision)
+    progress(f"loading {subject.model.format.value} model {subject.model.reference}")
+    if settings.isolation == "strict" and not hasattr(os, "fork"):
+        raise UsageError("--isolation strict: this platform cannot fork an isolated worker")
+    if settings.isolation == "none" or not hasattr(os, "fork"):
+        return _in_process(subject, decision, loader, settings)
+    runnable = [
+        r for r in model_rules
+        if _unmet_requirement(r, subject, decision, None, model_ready=True) is None
+    ]
+    outcome = run_job(
+        WorkerJob(
+            rules=runnable,
+            load=lambda: _load(subject, loader, settings),
+            run_rule=lambda rule, model, report: _run_rule(
+                rule, subject, model, decision, settings=settings, progress=report,
+                call=_call_directly,
+            ),
+            budget_for=settings.budget_for,
+            load_budget_s=PROFILE_BUDGETS_S[settings.profile],
+            read_paths=_model_read_paths(subject),
+            memory_bytes=_memory_headroom(),
+            strict=settings.isolation == "strict",
+            progress=progress,
+        )
+    )
+    return _ModelStage(
+        decision,
+        info=outcome.model,
+        worker_results=outcome.results,
+        not_runnable=outcome.not_runnable,
+        isolation=IsolationRecord.of(settings.isolation, outcome.confinement),
+    )
+
+
+def _in_process(
+    subject: Subject, decision: LoadDecision, loader: Loader, settings: EngineSettings
+) -> _ModelStage:
+    """Isolation none (or a platform without fork): load here, with mlaudit's own rights."""
+    note = _IN_PROCESS_NOTE if settings.isolation == "none" else (
+        "this platform cannot fork a worker: " + _IN_PROCESS_NOTE.split(": ", 1)[1]
+    )
+    isolation = IsolationRecord.of(settings.isolation, None, note)
+    try:
+        model = _load(subject, loader, settings)
+    except ModelNotRunnable as reason:
+        return _ModelStage(decision, not_runnable=str(reason), isolation=isolation)
+    return _ModelStage(decision, model, ModelInfo.of(model), isolation=isolation)
+
+
+def _load(subject: Subject, loader: Loader, settings: EngineSettings) -> LoadedModel:
+    """The model, checked to be queryable with every data file (an input error otherwise)."""
+    model = loader(
+        subject.model, trusted=settings.trust_model, extra_allowed=settings.extra_allowed
+    )
+    for dataset in subject.datasets:
+        compat.require_usable(dataset, model)
+    return model
+
+
+def _model_read_paths(subject: Subject) -> tuple[Path, ...]:
+    """Beyond Python's own paths, what the worker must read: the model file, or for a
+    ``module:callable`` model the working folder its module is imported from."""
+    paths = [subject.model.path] if subject.model.path is not None else []
+    if subject.model.format is ModelFormat.ENTRY_POINT:
+        paths.append(Path.cwd())
+    return tuple(paths)
+
+
+def _memory_headroom() -> int:
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        physical = 16 << 30
+    return int(physical) + _WORKER_HEADROOM_BYTES
 
 
 def _unmet_requirement(
     rule: type[Rule],
     subject: Subject,
-    model: LoadedModel | None,
     decision: LoadDecision | None,
     not_runnable: str | None,
+    *,
+    model_ready: bool,
 ) -> str | None:
     meta = rule.meta
     if not extra_installed(rule):
@@ -126,7 +234,7 @@ def _unmet_requirement(
     for requirement, met, reason in checks:
         if requirement in meta.requires and not met:
             return reason
-    if Requirement.MODEL in meta.requires and model is None:
+    if Requirement.MODEL in meta.requires and not model_ready:
         if decision is not None and not decision.may_load:
             return f"model not loaded: blocked by {decision.summary()}"
         if not_runnable is not None:
@@ -147,9 +255,12 @@ def _run_rule(
     settings: EngineSettings,
     progress: Progress,
     not_runnable: str | None = None,
+    call: Call | None = None,
 ) -> RuleResult:
     meta = rule.meta
-    unmet = _unmet_requirement(rule, subject, model, decision, not_runnable)
+    unmet = _unmet_requirement(
+        rule, subject, decision, not_runnable, model_ready=model is not None
+    )
     if unmet is not None:
         progress(f"{meta.id} skipped: {unmet}")
         return RuleResult(meta.id, meta.name, meta.family.value, Status.SKIPPED, None, unmet)
@@ -165,7 +276,7 @@ def _run_rule(
     )
     progress(f"{meta.id} {meta.name}")
     started = time.perf_counter()
-    findings, failure = _call_with_budget(rule(), ctx, budget)
+    findings, failure = (call or _call_with_budget)(rule(), ctx, budget)
     duration = time.perf_counter() - started
     queries = counted.queries if counted is not None else None
     base = (meta.id, meta.name, meta.family.value)
@@ -195,6 +306,16 @@ def _run_rule(
         duration,
         queries,
     )
+
+
+def _call_directly(
+    rule: Rule, ctx: RuleContext, budget: float
+) -> tuple[list[Finding], BaseException | None]:
+    """Run ``rule.check`` on this thread: in a worker, whose parent kills it past the budget."""
+    try:
+        return list(rule.check(ctx)), None
+    except BaseException as error:  # isolate every failure, including SystemExit
+        return [], error
 
 
 def _call_with_budget(

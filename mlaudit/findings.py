@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
@@ -83,12 +83,54 @@ def fingerprint(rule_id: str, artifact_key: str, *keys: str) -> str:
 
     Built from what the finding is about (rule, artifact role, the thing found), never from
     what moves between runs (byte offsets, line numbers, metric values, absolute paths).
+    Rules make this unscoped fingerprint; :func:`scope_to_model` then binds it to the model.
     """
+    return _digest(rule_id, artifact_key, *keys)
+
+
+def _digest(*parts: str) -> str:
     digest = hashlib.sha256()
-    for part in (rule_id, artifact_key, *keys):
+    for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model a finding is about: its bytes' sha256, or the reference of a model that
+    has no bytes of its own (a ``module:callable`` entry point)."""
+
+    reference: str
+    sha256: str | None
+
+    @property
+    def key(self) -> str:
+        return f"sha256:{self.sha256}" if self.sha256 else f"reference:{self.reference}"
+
+
+def scope_to_model(results: Iterable[RuleResult], model: ModelIdentity) -> tuple[RuleResult, ...]:
+    """Every finding's fingerprint bound to ``model``; the unscoped one is kept beside it.
+
+    The same rule firing on the same pointer of two models is two findings: a waiver or a
+    baseline entry written for one model's finding must not cover another model's. The
+    unscoped fingerprint lets ``diff`` line up a retrained model's findings with its
+    predecessor's, and lets waiver files written before scoping keep matching.
+    """
+    return tuple(
+        replace(
+            result,
+            findings=tuple(
+                replace(
+                    f,
+                    fingerprint=_digest(f.fingerprint, model.key),
+                    unscoped_fingerprint=f.fingerprint,
+                )
+                for f in result.findings
+            ),
+        )
+        for result in results
+    )
 
 
 @dataclass(frozen=True)
@@ -103,6 +145,13 @@ class Finding:
     evidence: Mapping[str, JsonValue] = field(default_factory=dict)
     cwe: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    # Set by scope_to_model: the rule's own fingerprint, before the model was bound into it.
+    unscoped_fingerprint: str | None = None
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        """Both spellings a waiver or a baseline may name this finding by."""
+        return frozenset({self.fingerprint, self.unscoped_fingerprint or self.fingerprint})
 
 
 @dataclass(frozen=True)

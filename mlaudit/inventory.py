@@ -32,6 +32,7 @@ from mlaudit.scanners.pickle import (
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
 from mlaudit.scanners.report import ArtifactIssue, DeclaredType, EmbeddedPickle, FormatReport
 from mlaudit.scanners.safetensors_format import scan_safetensors
+from mlaudit.scanners.savedmodel import scan_savedmodel
 from mlaudit.scanners.sevenzip import scan_7z_archive
 from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
 from mlaudit.sniff import ModelFormat, other_readings, sniff_model_format
@@ -359,4 +360,5 @@ FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {
     ModelFormat.ZIP_ARCHIVE: members_by_content(scan_zip_archive),
     ModelFormat.TAR_ARCHIVE: members_by_content(scan_tar_archive),
     ModelFormat.SEVENZIP_ARCHIVE: members_by_content(scan_7z_archive),
+    ModelFormat.SAVEDMODEL: scan_savedmodel,
 }

@@ -8,8 +8,22 @@ A regression is:
 - a membership-inference AUC or TPR-at-FPR that rose by more than its tolerance;
 - a robust accuracy, at the rule's judged ε, that fell by more than its tolerance.
 
+Metrics are compared statistically: each is measured with a confidence interval, and a retrain
+with another seed moves it by about that much by chance alone (an AUC of 0.773 with ±0.07 may
+well be 0.846 next time). A metric regresses only when the change, less its own uncertainty,
+still exceeds the tolerance: the uncertainty of a difference of two independent estimates is
+the root sum of squares of the two half-widths on the sides that face each other (the old
+interval's upper side and the new one's lower side, for a metric where higher is worse),
+which keeps the two intervals' confidence level for the difference. Metrics without an
+interval (older reports) are compared on their estimates alone.
+
 Metrics are compared only where both reports measured them: a rule that ran in one report
 and not the other is listed, not judged (a rule that errors fails the gate by itself).
+
+Findings are lined up by their unscoped fingerprint (the rule's, before the model was bound
+into it), so ``diff`` follows a finding from one model to its retrained successor. A baseline
+excuses findings only of the model it was taken of: another model's findings are its own and
+gate again (waivers scoped by a model glob carry accepted risks across retrains).
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from typing import Any
 
 from mlaudit.config import Tolerances
 from mlaudit.errors import InputError
-from mlaudit.findings import JsonValue, RuleResult, Severity
+from mlaudit.findings import JsonValue, ModelIdentity, RuleResult, Severity
 from mlaudit.report import parse_report, result_document
 from mlaudit.scoring import GateDecision, GatePolicy, decide_gate
 
@@ -51,28 +65,55 @@ class MetricKind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Measured:
+    """A metric's estimate and how far its interval reaches below and above it (0: none)."""
+
+    estimate: float
+    below: float = 0.0
+    above: float = 0.0
+
+
+@dataclass(frozen=True)
 class MetricChange:
     rule_id: str
     kind: MetricKind
     metric: str  # where in the rule's metrics, e.g. "tpr_at_fpr@0.01"
-    old: float
-    new: float
+    before: Measured
+    after: Measured
     tolerance: float
+
+    @property
+    def old(self) -> float:
+        return self.before.estimate
+
+    @property
+    def new(self) -> float:
+        return self.after.estimate
 
     @property
     def worsened_by(self) -> float:
         return self.new - self.old if self.kind.higher_is_worse else self.old - self.new
 
     @property
+    def uncertainty(self) -> float:
+        """How much of ``worsened_by`` chance alone explains, at the intervals' confidence."""
+        if self.kind.higher_is_worse:
+            facing = (self.before.above, self.after.below)
+        else:
+            facing = (self.before.below, self.after.above)
+        return math.hypot(*facing)
+
+    @property
     def regressed(self) -> bool:
         # A hair of slack so that a change exactly at the tolerance is not a regression
         # because of float rounding.
-        return self.worsened_by > self.tolerance + 1e-12
+        return self.worsened_by - self.uncertainty > self.tolerance + 1e-12
 
     def reason(self) -> str:
         return (
             f"{self.rule_id} {self.metric}: {self.old:.4g} -> {self.new:.4g} "
-            f"(worse by {self.worsened_by:.4g}, tolerance {self.tolerance:g})"
+            f"(worse by {self.worsened_by:.4g}, beyond its uncertainty "
+            f"{self.uncertainty:.4g} and tolerance {self.tolerance:g})"
         )
 
     def document(self) -> dict[str, JsonValue]:
@@ -82,6 +123,7 @@ class MetricChange:
             "metric": self.metric,
             "old": self.old,
             "new": self.new,
+            "uncertainty": self.uncertainty,
             "tolerance": self.tolerance,
             "regressed": self.regressed,
         }
@@ -111,9 +153,9 @@ class Comparison:
         return tuple(f for f in self.new if f["rule_id"] in VULNERABILITY_RULES)
 
     @property
-    def known_fingerprints(self) -> frozenset[str]:
-        """Findings the baseline already had at the same or a higher severity."""
-        return frozenset(str(f["fingerprint"]) for f in self.unchanged)
+    def known_keys(self) -> frozenset[str]:
+        """Findings the baseline already had at the same or a higher severity (match keys)."""
+        return frozenset(match_key(f) for f in self.unchanged)
 
     @property
     def metric_regressions(self) -> tuple[MetricChange, ...]:
@@ -160,19 +202,39 @@ def _describe(finding: Mapping[str, Any]) -> str:
     return f"{finding['rule_id']} {finding['severity']}: {finding['title']}{where}"
 
 
+def match_key(finding: Mapping[str, Any]) -> str:
+    """A finding's model-independent identity (reports before scoping have only one)."""
+    return str(finding.get("unscoped_fingerprint") or finding["fingerprint"])
+
+
 def _findings(results: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    return {str(f["fingerprint"]): f for r in results for f in r.get("findings", [])}
+    return {match_key(f): f for r in results for f in r.get("findings", [])}
 
 
-def _estimate(value: object) -> float | None:
-    if isinstance(value, Mapping):
-        estimate = value.get("estimate")
-        if isinstance(estimate, int | float) and not isinstance(estimate, bool):
-            return float(estimate) if math.isfinite(estimate) else None
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
     return None
 
 
-def _membership_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[MetricKind, str, float]]:
+def _estimate(value: object) -> Measured | None:
+    """The estimate of an interval metric, with its interval's reach where recorded."""
+    if not isinstance(value, Mapping):
+        return None
+    estimate = _number(value.get("estimate"))
+    if estimate is None:
+        return None
+    low, high = _number(value.get("low")), _number(value.get("high"))
+    return Measured(
+        estimate,
+        below=max(0.0, estimate - low) if low is not None else 0.0,
+        above=max(0.0, high - estimate) if high is not None else 0.0,
+    )
+
+
+def _membership_metrics(
+    metrics: Mapping[str, Any],
+) -> Iterator[tuple[MetricKind, str, Measured]]:
     """The headline (strongest attack's) AUC and each evaluable TPR at a fixed FPR."""
     auc = _estimate(metrics.get("auc"))
     if auc is not None:
@@ -184,7 +246,9 @@ def _membership_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[MetricKind
             yield MetricKind.MEMBERSHIP_TPR, f"tpr_at_fpr@{point.get('fpr')}", tpr
 
 
-def _robust_points(value: object, path: str, inside: bool) -> Iterator[tuple[str, float, float]]:
+def _robust_points(
+    value: object, path: str, inside: bool
+) -> Iterator[tuple[str, float, Measured]]:
     """Every (path, ε, estimate) on a robust-accuracy curve, however a rule nests its curves
     (per norm, per attack method, certified beside attacked)."""
     if isinstance(value, Mapping):
@@ -200,7 +264,9 @@ def _robust_points(value: object, path: str, inside: bool) -> Iterator[tuple[str
                     yield path, float(epsilon), estimate
 
 
-def _robustness_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[MetricKind, str, float]]:
+def _robustness_metrics(
+    metrics: Mapping[str, Any],
+) -> Iterator[tuple[MetricKind, str, Measured]]:
     """Robust accuracy at the ε the rule judges by (its ``epsilon`` metric), on every curve."""
     judged = metrics.get("epsilon")
     for path, epsilon, estimate in _robust_points(metrics, "", False):
@@ -208,7 +274,7 @@ def _robustness_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[MetricKind
             yield MetricKind.ROBUST_ACCURACY, f"{path}@{epsilon:g}", estimate
 
 
-def _metrics(result: Mapping[str, Any]) -> dict[tuple[MetricKind, str], float]:
+def _metrics(result: Mapping[str, Any]) -> dict[tuple[MetricKind, str], Measured]:
     metrics = result.get("metrics") or {}
     if result.get("status") not in ("passed", "failed") or not isinstance(metrics, Mapping):
         return {}
@@ -292,12 +358,20 @@ class Baseline:
         # One read: the digest recorded is that of the bytes the gate compared against.
         return Baseline(path, hashlib.sha256(data).hexdigest(), parse_report(data, path))
 
-    def document(self, comparison: Comparison) -> dict[str, JsonValue]:
+    @property
+    def model(self) -> ModelIdentity:
+        model = self.report["subject"]["model"]
+        return ModelIdentity(str(model.get("path")), model.get("sha256"))
+
+    def document(
+        self, comparison: Comparison, same_model: bool = True
+    ) -> dict[str, JsonValue]:
         return {
             "path": str(self.path),
             "sha256": self.sha256,
             "run_id": self.report["run"].get("id"),
             "model_sha256": self.report["subject"]["model"].get("sha256"),
+            "same_model": same_model,
             "score": self.report.get("score"),
             "findings": {
                 "new": len(comparison.new),
@@ -315,22 +389,31 @@ class Baseline:
         policy: GatePolicy,
         model_blocked_reason: str | None,
         tolerances: Tolerances,
+        *,
+        model: ModelIdentity | None = None,
     ) -> tuple[GateDecision, dict[str, JsonValue]]:
         """The gate, counting only what is new or worse than this baseline, and the record of
         the comparison for the report.
 
-        Findings the baseline already had are history and do not gate; the score gates only
-        when it is under the minimum and below the baseline's own. Rule errors and a blocked
-        model still fail: they mean this audit is incomplete, which no baseline excuses.
+        Findings the baseline already had are history and do not gate, if the baseline is
+        of this ``model`` (None: not checked): another model's findings excuse nothing. The
+        score gates only when it is under the minimum and below the baseline's own. Rule
+        errors and a blocked model still fail: they mean this audit is incomplete, which no
+        baseline excuses.
         """
         comparison = compare(
             self.report["results"], [result_document(r) for r in results], tolerances,
             policy.fail_on,
         )
-        known = comparison.known_fingerprints
+        same_model = model is None or model.key == self.model.key
+        known = comparison.known_keys if same_model else frozenset()
         fresh = [
             dataclasses.replace(
-                r, findings=tuple(f for f in r.findings if f.fingerprint not in known)
+                r,
+                findings=tuple(
+                    f for f in r.findings
+                    if (f.unscoped_fingerprint or f.fingerprint) not in known
+                ),
             )
             for r in results
         ]
@@ -343,4 +426,4 @@ class Baseline:
             *(f"regressed against the baseline: {m.reason()}"
               for m in comparison.metric_regressions),
         )
-        return GateDecision(not reasons, reasons), self.document(comparison)
+        return GateDecision(not reasons, reasons), self.document(comparison, same_model)

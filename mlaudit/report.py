@@ -25,16 +25,16 @@ from mlaudit.data import Dataset
 from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun
 from mlaudit.errors import InputError
 from mlaudit.findings import Finding, JsonValue, RuleResult, Status
-from mlaudit.model import json_safe_classes
 from mlaudit.pii.redact import report_labels
 from mlaudit.registry import registered_rules
-from mlaudit.scoring import GateDecision, Scorecard
+from mlaudit.scoring import Coverage, GateDecision, Scorecard, coverage_of
 from mlaudit.subject import Subject
 from mlaudit.waivers import WaiverOutcome
 
 # 1.1.0: controls per result and per control, suppressed findings, waivers, baseline, the
 # version of each rule's distribution (tool.rules), tolerances in run.config.
-SCHEMA_VERSION = "1.1.0"
+# 1.2.0: run.isolation (the mode, each isolation layer in force or not, notes).
+SCHEMA_VERSION = "1.2.0"
 _MAX_WARNINGS = 50
 _RECORDED_LIBRARIES = (
     "numpy", "pandas", "scikit-learn", "joblib", "skops", "onnx", "onnxruntime", "pyarrow",
@@ -87,6 +87,7 @@ def finding_document(finding: Finding) -> dict[str, JsonValue]:
         },
         "evidence": dict(finding.evidence),
         "fingerprint": finding.fingerprint,
+        "unscoped_fingerprint": finding.unscoped_fingerprint,
         "cwe": list(finding.cwe),
         "references": list(finding.references),
     }
@@ -181,7 +182,7 @@ def subject_document(subject: Subject, audit: AuditRun) -> dict[str, JsonValue]:
     classes = None
     if model is not None and model.classes is not None:
         # Class labels can be people's names: masked when a personal-data rule says so.
-        classes = report_labels(json_safe_classes(model.classes), audit.results)
+        classes = report_labels(list(model.classes), audit.results)
     return {
         "model": {
             "path": subject.model.reference,
@@ -189,7 +190,7 @@ def subject_document(subject: Subject, audit: AuditRun) -> dict[str, JsonValue]:
             "size": subject.model.size,
             "format": subject.model.format.value,
             "framework": model.framework if model else None,
-            "task": model.task.value if model else None,
+            "task": model.task if model else None,
             "classes": classes,  # type: ignore[dict-item]
             "n_features": model.n_features if model else None,
             "feature_names": list(model.feature_names) if model and model.feature_names else None,
@@ -210,12 +211,27 @@ def _settings_document(settings: Settings) -> dict[str, JsonValue]:
         "trust_model": settings.trust_model,
         "select": list(settings.select),
         "ignore": list(settings.ignore),
+        "require": list(settings.require),
         "allow_globals": list(settings.allow_globals),
         "rules": {k: dict(v) for k, v in sorted(settings.rules.items())},
         "baseline": settings.baseline,
         "tolerances": dataclasses.asdict(settings.tolerances),
         "config_file": settings.config_file,
     }
+
+
+# What a pass at each profile may be taken for; quick's budgets are too small to clear a model.
+PROFILE_NOTES = {
+    "quick": "profile quick is a smoke test: it checks that every rule can run, with budgets "
+    "and reference models too few to clear a model; a pass at quick is not a release "
+    "verdict (use standard or thorough)",
+}
+
+
+def coverage_document(coverage: Coverage, profile: str) -> dict[str, JsonValue]:
+    """The report's ``coverage``: rules that ran, families not audited and why, notes."""
+    notes: list[JsonValue] = [PROFILE_NOTES[profile]] if profile in PROFILE_NOTES else []
+    return {**coverage.document(), "notes": notes}
 
 
 def build_report(
@@ -232,7 +248,11 @@ def build_report(
     baseline: dict[str, JsonValue] | None = None,
 ) -> dict[str, Any]:
     """The report of a run; ``results`` are the results after waivers (``waivers`` says
-    which findings they suppressed), ``baseline`` the comparison the gate was decided on."""
+    which findings they suppressed), ``baseline`` the comparison the gate was decided on.
+
+    The grade shown is capped by coverage and by the gate (:meth:`Scorecard.capped`)."""
+    coverage = coverage_of(results)
+    scorecard = scorecard.capped(gate, coverage)
     provenance = rule_provenance([r.rule_id for r in results])
     result_documents = [
         result_document(r, provenance[r.rule_id].controls if r.rule_id in provenance else ())
@@ -270,7 +290,10 @@ def build_report(
             "budgets": budgets,
             "config": _settings_document(settings),
             "environment": environment(),
-            "warnings": list(dict.fromkeys(warnings))[:_MAX_WARNINGS],
+            "isolation": audit.isolation.to_json(),
+            "warnings": list(
+                dict.fromkeys([*warnings, *(waivers.warnings if waivers else ())])
+            )[:_MAX_WARNINGS],
         },
         "subject": subject_document(subject, audit),
         "results": result_documents,
@@ -281,8 +304,10 @@ def build_report(
             "passed": gate.passed,
             "fail_on": settings.fail_on,
             "min_score": settings.min_score,
+            "require": list(settings.require),
             "reasons": list(gate.reasons),
         },
+        "coverage": coverage_document(coverage, settings.profile),
         "controls": controls_document(result_documents, suppressed),
         "suppressed": suppressed,
         "waivers": [use.document() for use in (waivers.uses if waivers else ())],

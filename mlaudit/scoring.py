@@ -1,8 +1,17 @@
-"""Scores, grade and the gate decision, each explained in the report.
+"""Scores, grade, coverage and the gate decision, each explained in the report.
 
 Rule score: 100 minus points per finding by severity, floored at 0. Overall score: the mean of
 rule scores weighted by family, over rules that ran. A critical finding caps the overall score
 at the top of grade F, because no average may hide "this file runs code when loaded".
+
+Coverage is part of the verdict: a score averages only the rules that ran, so a scan in which
+the behavioural rules never ran (a weights-only file, no ``--target``) would otherwise read
+"grade A" on the strength of its byte checks alone. The grade therefore says how much was
+audited: a partial audit (a selected family none of whose rules ran, or a rule in error) is
+graded at most :data:`PARTIAL_GRADE_CAP`, and a failed gate at most
+:data:`FAILED_GATE_GRADE_CAP`, so "grade A" always means "everything selected was audited and
+the gate passed". The gate itself fails on coverage only where the user asks for it
+(``require``), since what must be audited depends on the release.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ FAMILY_WEIGHTS: Mapping[str, float] = {
 }
 GRADES: Sequence[tuple[float, str]] = ((90.0, "A"), (80.0, "B"), (70.0, "C"), (60.0, "D"))
 CRITICAL_CAP = 59.0
+PARTIAL_GRADE_CAP = "B"
+FAILED_GATE_GRADE_CAP = "C"
 FAIL_ON_CHOICES = ("info", "low", "medium", "high", "critical", "none")
 
 
@@ -42,11 +53,156 @@ def grade_for(score: float) -> str:
     return next((grade for floor, grade in GRADES if score >= floor), "F")
 
 
+def _ran(result: RuleResult) -> bool:
+    return result.status in (Status.PASSED, Status.FAILED)
+
+
+@dataclass(frozen=True)
+class FamilyCoverage:
+    """How many of a family's selected rules ran, and why the others did not."""
+
+    family: str
+    ran: int
+    skipped: int
+    errors: int
+    reasons: tuple[str, ...]
+
+    @property
+    def status(self) -> str:
+        if not self.ran:
+            return "not-audited"
+        return "partial" if self.skipped or self.errors else "audited"
+
+    def document(self) -> dict[str, JsonValue]:
+        return {
+            "family": self.family,
+            "status": self.status,
+            "ran": self.ran,
+            "skipped": self.skipped,
+            "error": self.errors,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the audit covered: rules that ran out of those selected, family by family."""
+
+    families: tuple[FamilyCoverage, ...]
+
+    @property
+    def ran(self) -> int:
+        return sum(f.ran for f in self.families)
+
+    @property
+    def skipped(self) -> int:
+        return sum(f.skipped for f in self.families)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.errors for f in self.families)
+
+    @property
+    def selected(self) -> int:
+        return self.ran + self.skipped + self.errors
+
+    @property
+    def not_audited(self) -> tuple[FamilyCoverage, ...]:
+        return tuple(f for f in self.families if f.status == "not-audited")
+
+    @property
+    def complete(self) -> bool:
+        """Every selected family had a rule that ran, and no rule is in error."""
+        return not self.errors and not self.not_audited
+
+    def summary(self) -> str:
+        """One line: ``7 of 23 rules ran; not audited: robustness, privacy``."""
+        line = f"{self.ran} of {self.selected} rules ran"
+        if self.errors:
+            line += f", {self.errors} in error"
+        if self.not_audited:
+            line += "; not audited: " + ", ".join(f.family for f in self.not_audited)
+        return line
+
+    def document(self) -> dict[str, JsonValue]:
+        return {
+            "complete": self.complete,
+            "summary": self.summary(),
+            "rules": {
+                "selected": self.selected,
+                "ran": self.ran,
+                "skipped": self.skipped,
+                "error": self.errors,
+            },
+            "families": [f.document() for f in self.families],
+            "not_audited": [f.family for f in self.not_audited],
+        }
+
+
+def coverage_of(results: Sequence[RuleResult]) -> Coverage:
+    """Coverage of the selected rules (every selected rule has a result, skipped or not)."""
+    families: dict[str, list[RuleResult]] = {}
+    for result in results:
+        families.setdefault(result.family, []).append(result)
+    return Coverage(
+        tuple(
+            FamilyCoverage(
+                family,
+                ran=sum(_ran(r) for r in members),
+                skipped=sum(r.status is Status.SKIPPED for r in members),
+                errors=sum(r.status is Status.ERROR for r in members),
+                # One line per distinct reason: 16 rules skipped for want of a loaded model
+                # say so once, with the rules that share it.
+                reasons=_reasons(m for m in members if not _ran(m)),
+            )
+            for family, members in families.items()
+        ),
+    )
+
+
+def _reasons(results: Iterable[RuleResult]) -> tuple[str, ...]:
+    by_reason: dict[str, list[str]] = {}
+    for result in results:
+        why = result.reason or result.status.value
+        by_reason.setdefault(f"{result.status.value}: {why}", []).append(result.rule_id)
+    return tuple(f"{', '.join(ids)} {why}" for why, ids in by_reason.items())
+
+
 @dataclass(frozen=True)
 class Scorecard:
     score: float
     grade: str
     explanation: dict[str, JsonValue]
+
+    def capped(self, gate: GateDecision, coverage: Coverage) -> Scorecard:
+        """The grade the report shows: at most B for a partial audit, C for a failed gate.
+
+        The score stays what the rules earned (``--min-score`` and baselines compare it);
+        the grade, the one-glance verdict, may not claim more than was audited and passed.
+        """
+        caps: list[JsonValue] = []
+        grade = self.grade
+        for applies, cap, why in (
+            (not coverage.complete, PARTIAL_GRADE_CAP, f"partial audit: {coverage.summary()}"),
+            (not gate.passed, FAILED_GATE_GRADE_CAP, "the gate failed"),
+        ):
+            if applies and _grade_rank(grade) < _grade_rank(cap):
+                grade = cap
+                caps.append({"grade": cap, "reason": why})
+        explanation: dict[str, JsonValue] = {
+            **self.explanation,
+            "grade_caps": {
+                "partial_audit": PARTIAL_GRADE_CAP,
+                "gate_failed": FAILED_GATE_GRADE_CAP,
+            },
+            "grade_caps_applied": caps,
+        }
+        return Scorecard(self.score, grade, explanation)
+
+
+def _grade_rank(grade: str) -> int:
+    """0 for A, the best grade; F last."""
+    return [g for _, g in GRADES].index(grade) if grade != "F" else len(GRADES)
 
 
 def score_results(results: Sequence[RuleResult]) -> Scorecard:
@@ -89,6 +245,8 @@ class GatePolicy:
     fail_on: str = "high"
     min_score: float | None = None
     allow_incomplete: bool = False
+    # Rule ids or prefixes that must run (``require``, ``--require``).
+    require: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,8 +279,32 @@ def decide_gate(
     if errors and not policy.allow_incomplete:
         for r in errors:
             reasons.append(f"{r.rule_id} could not complete ({r.reason}); the audit is incomplete")
+    reasons.extend(_unmet_requirements(results, policy.require))
     if model_blocked_reason is not None:
         reasons.append(
             "the model was not loaded, so its behaviour was not audited: " + model_blocked_reason
         )
     return GateDecision(not reasons, tuple(reasons))
+
+
+def _unmet_requirements(results: Sequence[RuleResult], require: Sequence[str]) -> list[str]:
+    """Why each ``require`` entry is not met.
+
+    A rule id must itself run. A prefix (``MLA2``) names a family of rules that apply to
+    different models (MLA203 only to tree ensembles): it is met when at least one of its
+    selected rules ran and none is in error.
+    """
+    reasons = []
+    for wanted in dict.fromkeys(r.upper() for r in require):
+        matching = [r for r in results if r.rule_id.startswith(wanted)]
+        not_run = [r for r in matching if not _ran(r)]
+        exact = any(r.rule_id == wanted for r in matching)
+        if not matching:
+            reasons.append(f"required {wanted} was not audited: no selected rule matches it")
+        elif (exact and not_run) or not any(map(_ran, matching)):
+            detail = "; ".join(f"{r.rule_id} {r.status.value}: {r.reason}" for r in not_run)
+            reasons.append(f"required {wanted} was not audited ({detail})")
+        elif errors := [r for r in not_run if r.status is Status.ERROR]:
+            detail = "; ".join(f"{r.rule_id}: {r.reason}" for r in errors)
+            reasons.append(f"required {wanted} did not complete ({detail})")
+    return reasons

@@ -77,6 +77,7 @@ class ModelFormat(enum.Enum):
     ZIP_ARCHIVE = "zip"
     TAR_ARCHIVE = "tar"
     SEVENZIP_ARCHIVE = "7z"
+    SAVEDMODEL = "tf-savedmodel"
 
     @property
     def pickle_based(self) -> bool:
@@ -123,6 +124,9 @@ def sniff_model_format(path: Path) -> ModelFormat:
         if handle.read(len(TAR_MAGIC)) == TAR_MAGIC:
             return _sniff_tar(path)
         handle.seek(0)
+        if _looks_like_savedmodel(handle, size):
+            return ModelFormat.SAVEDMODEL
+        handle.seek(0)
         if _looks_like_onnx(handle, path.stat().st_size):
             return ModelFormat.ONNX
         handle.seek(0)
@@ -134,8 +138,8 @@ def sniff_model_format(path: Path) -> ModelFormat:
         return ModelFormat.PICKLE
     raise InputError(
         f"{path}: unknown model format (supported: pickle, joblib, skops, ONNX, PyTorch, "
-        "Keras, safetensors, NumPy, MLflow and Hugging Face folders, or an entry point "
-        "module:callable)"
+        "Keras, TensorFlow SavedModel, safetensors, NumPy, zip/tar/7z archives, MLflow, "
+        "Hugging Face and SavedModel folders, or an entry point module:callable)"
     )
 
 
@@ -365,3 +369,46 @@ def _has_hdf5_superblock(path: Path) -> bool:
                 return True
             offset = _HDF5_FIRST_OFFSET if offset == 0 else offset * 2
     return False
+
+
+# ============================================================================================
+# TensorFlow SavedModel: SavedModel{1 schema version (varint), 2 meta_graphs (repeated)},
+# MetaGraphDef{1 to 7, all messages, 2 graph_def} (core/protobuf/saved_model.proto and
+# meta_graph.proto). ONNX's ModelProto needs field 7 at the top, which a SavedModel lacks.
+_SAVEDMODEL_FIELDS = {1: 0, 2: 2}
+_META_GRAPH_FIELDS = dict.fromkeys(range(1, 8), 2)
+_SAVEDMODEL_META_GRAPHS = 2
+_META_GRAPH_GRAPH_DEF = 2
+
+
+def _looks_like_savedmodel(handle: BinaryIO, size: int) -> bool:
+    """The top level walks exactly as a SavedModel whose first meta graph holds a graph."""
+    meta_graphs = _message_fields(handle, 0, size, _SAVEDMODEL_FIELDS, _SAVEDMODEL_META_GRAPHS)
+    if not meta_graphs:
+        return False
+    start, end = meta_graphs[0]
+    return bool(
+        _message_fields(handle, start, end, _META_GRAPH_FIELDS, _META_GRAPH_GRAPH_DEF)
+    )
+
+
+def _message_fields(
+    handle: BinaryIO, start: int, end: int, wires: dict[int, int], wanted: int
+) -> list[tuple[int, int]]:
+    """The (start, end) of every length-delimited field ``wanted`` of the message between
+    ``start`` and ``end``; empty unless the walk covers it exactly with only the field
+    numbers of ``wires``, each with its wire type."""
+    found: list[tuple[int, int]] = []
+    handle.seek(start)
+    while handle.tell() < end:
+        key = _read_varint(handle)
+        if key is None or wires.get(key >> 3) != key & 7:
+            return []
+        value = _read_varint(handle)  # a varint field's value, or a length
+        if value is None or handle.tell() + (value if key & 7 else 0) > end:
+            return []
+        if key & 7 and key >> 3 == wanted:
+            found.append((handle.tell(), handle.tell() + value))
+        if key & 7:
+            handle.seek(value, io.SEEK_CUR)
+    return found

@@ -78,8 +78,8 @@ def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> M
 def _open_folder(reference: str, path: Path, extra_allowed: frozenset[str]) -> ModelArtifact:
     if not is_model_folder(path):
         raise InputError(
-            f"model {reference} is a directory but not a model folder (no MLmodel file and no "
-            "config.json); give the model file"
+            f"model {reference} is a directory but not a model folder (no MLmodel file, no "
+            "config.json and no saved_model.pb); give the model file"
         )
     inventory = take_inventory(path, ModelFormat.MODEL_FOLDER).reclassified(extra_allowed)
     digest, size = sha256_tree(path)

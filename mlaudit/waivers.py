@@ -6,9 +6,18 @@
     fingerprint = "3f9c..."        # one finding, or
     # rule = "MLA105"              # every finding of a rule,
     # artifact = "models/*.joblib" # optionally only in artifacts matching this glob
+    model = "models/churn-*.joblib" # the model it is for: a path glob or its sha256
+    max_severity = "low"           # the highest severity it accepts
     reason = "joblib is what the serving stack loads; the file is signed in transit"
     owner = "ml-platform@example.com"
     expires = 2026-12-31           # a TOML date: the waiver holds through that day
+
+A waiver is scoped: it names the model it was written for and the highest severity it
+accepts, so a waiver for a medium finding on one model never hides a high one, on that model
+or another. Fingerprints in reports are bound to the model's sha256 (``scope_to_model``), so a
+fingerprint waiver copied from a report names one model's finding by construction. Waiver
+files written before scoping (no ``model`` or no ``max_severity``) keep working as they did,
+on any model and at any severity, and every run says so in a warning until they are scoped.
 
 Waivers apply after the rules run and before scoring and the gate. A waived finding is not
 dropped: it moves to the report's ``suppressed`` list beside the waiver that covers it, so a
@@ -30,7 +39,15 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from mlaudit.errors import ConfigError
-from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
+from mlaudit.findings import (
+    Finding,
+    JsonValue,
+    ModelIdentity,
+    RuleResult,
+    Severity,
+    Status,
+    scope_to_model,
+)
 from mlaudit.scoring import rule_score
 
 # What `mlaudit baseline` writes where a person must decide; left in place it is a config
@@ -39,7 +56,10 @@ PLACEHOLDER = "TODO"
 DRAFT_LIFETIME = timedelta(days=90)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
 _RULE_ID = re.compile(r"^MLA\d{3}$")
-_KEYS = frozenset({"fingerprint", "rule", "artifact", "reason", "owner", "expires"})
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KEYS = frozenset(
+    {"fingerprint", "rule", "artifact", "model", "max_severity", "reason", "owner", "expires"}
+)
 
 
 class WaiverStatus(enum.Enum):
@@ -59,13 +79,45 @@ class Waiver:
     artifact: str | None = None
     owner: str | None = None
     expires: date | None = None
+    # The model it is for: a sha256 (exactly that file) or a glob on the model's reference.
+    model: str | None = None
+    max_severity: Severity | None = None
 
-    def matches(self, finding: Finding) -> bool:
+    def matches(self, finding: Finding, model: ModelIdentity | None = None) -> bool:
+        """Whether this waiver covers ``finding`` of ``model`` (None: a model-free check)."""
+        if self.max_severity is not None and finding.severity > self.max_severity:
+            return False
+        if self.model is not None and model is not None and not self._names(model):
+            return False
         if self.fingerprint is not None:
-            return finding.fingerprint == self.fingerprint
+            return self.fingerprint in finding.fingerprints
         if finding.rule_id != self.rule:
             return False
         return self.artifact is None or fnmatchcase(finding.location.artifact, self.artifact)
+
+    def _names(self, model: ModelIdentity) -> bool:
+        assert self.model is not None
+        if _SHA256.match(self.model):
+            return model.sha256 == self.model
+        return fnmatchcase(model.reference, self.model)
+
+    @property
+    def unscoped(self) -> str | None:
+        """Why this waiver may cover more than intended, if it is not fully scoped."""
+        missing = [
+            key for key, value in (("model", self.model), ("max_severity", self.max_severity))
+            if value is None
+        ]
+        if not missing:
+            return None
+        named = f"fingerprint {self.fingerprint}" if self.fingerprint else f"rule {self.rule}"
+        return (
+            f"waiver for {named} names no {' and no '.join(missing)}: it applies to "
+            f"{'any model' if self.model is None else 'this model'} at "
+            f"{'any severity' if self.max_severity is None else 'up to ' + self.max_severity.value}"
+            "; add model = \"<path glob or sha256>\" and max_severity = \"<severity>\" so it "
+            "cannot hide another model's or a worse finding"
+        )
 
     def expired(self, today: date) -> bool:
         """Valid through the day it names: a waiver expiring 2026-12-31 holds on that day."""
@@ -86,6 +138,8 @@ class Waiver:
             "reason": self.reason,
             "owner": self.owner,
             "expires": self.expires.isoformat() if self.expires else None,
+            "model": self.model,
+            "max_severity": self.max_severity.value if self.max_severity else None,
         }
 
 
@@ -99,7 +153,12 @@ class WaiverUse:
     matched: int
 
     def document(self) -> dict[str, JsonValue]:
-        return {**self.waiver.document(), "status": self.status.value, "matched": self.matched}
+        return {
+            **self.waiver.document(),
+            "status": self.status.value,
+            "matched": self.matched,
+            "warning": self.waiver.unscoped,
+        }
 
 
 @dataclass(frozen=True)
@@ -113,6 +172,11 @@ class WaiverOutcome:
     results: tuple[RuleResult, ...]
     suppressed: tuple[Suppression, ...] = ()
     uses: tuple[WaiverUse, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One line per waiver that is not scoped to a model and a severity."""
+        return tuple(u.waiver.unscoped for u in self.uses if u.waiver.unscoped)
 
 
 def _text(table: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str | None:
@@ -152,6 +216,14 @@ def _parse_one(table: Any, where: str) -> Waiver:
         rule = rule.upper()
         if not _RULE_ID.match(rule):
             raise ConfigError(f"{where}: rule must be a rule id such as MLA105, not {rule!r}")
+    model = _text(table, "model", where)
+    if model is not None and re.fullmatch(r"[0-9a-fA-F]{64}", model):
+        model = model.lower()
+    max_severity = _text(table, "max_severity", where)
+    if max_severity is not None and max_severity not in {s.value for s in Severity}:
+        raise ConfigError(
+            f"{where}: max_severity must be one of {', '.join(s.value for s in Severity)}"
+        )
     expires = table.get("expires")
     # tomllib gives a TOML date as datetime.date; a datetime (a subclass) or a quoted string
     # would make "expires on" ambiguous, so only a plain date is accepted.
@@ -159,7 +231,10 @@ def _parse_one(table: Any, where: str) -> Waiver:
         raise ConfigError(f"{where}: expires must be a TOML date such as 2026-12-31 (unquoted)")
     reason = _text(table, "reason", where, required=True)
     assert reason is not None
-    return Waiver(reason, fingerprint, rule, artifact, _text(table, "owner", where), expires)
+    return Waiver(
+        reason, fingerprint, rule, artifact, _text(table, "owner", where), expires, model,
+        Severity(max_severity) if max_severity else None,
+    )
 
 
 def parse_waivers(value: Any, origin: str) -> tuple[Waiver, ...]:
@@ -186,21 +261,31 @@ def _without(result: RuleResult, dropped: set[str]) -> RuleResult:
 
 
 def apply_waivers(
-    results: Sequence[RuleResult], waivers: Sequence[Waiver], today: date
+    results: Sequence[RuleResult],
+    waivers: Sequence[Waiver],
+    today: date,
+    model: ModelIdentity | None = None,
 ) -> WaiverOutcome:
-    """Move every finding an unexpired waiver covers out of the results; say what each did."""
+    """Move every finding an unexpired waiver covers out of the results; say what each did.
+
+    With ``model``, the findings' fingerprints are first bound to it (the returned results
+    carry the scoped fingerprints the report records) and waivers naming a model apply only
+    to theirs. Without, the results are taken as they are (already scoped, or in tests).
+    """
+    if model is not None:
+        results = scope_to_model(results, model)
     findings = [f for r in results for f in r.findings]
     active = sorted(
         (w for w in waivers if not w.expired(today)), key=lambda w: w.specificity
     )  # sorted() is stable: among equally narrow waivers the first configured wins
     suppressed: list[Suppression] = []
     for finding in findings:
-        waiver = next((w for w in active if w.matches(finding)), None)
+        waiver = next((w for w in active if w.matches(finding, model)), None)
         if waiver is not None:
             suppressed.append(Suppression(finding, waiver))
     uses = []
     for waiver in waivers:
-        matched = sum(waiver.matches(f) for f in findings)
+        matched = sum(waiver.matches(f, model) for f in findings)
         if waiver.expired(today):
             status = WaiverStatus.EXPIRED
         else:
@@ -224,10 +309,12 @@ def draft_waivers(
 
     ``table`` is ``waivers`` for mlaudit.toml and ``tool.mlaudit.waivers`` for pyproject.toml.
     Each waiver names one finding by fingerprint (never a whole rule: a draft must not accept
-    findings nobody has seen) and expires after :data:`DRAFT_LIFETIME`, so an accepted risk is
-    looked at again.
+    findings nobody has seen), the report's model and the finding's severity, and expires
+    after :data:`DRAFT_LIFETIME`, so an accepted risk is looked at again.
     """
     expires = (today + DRAFT_LIFETIME).isoformat()
+    subject_model = (report.get("subject") or {}).get("model") or {}
+    model = subject_model.get("sha256") or subject_model.get("path")
     lines = [
         f"# Waivers drafted by `mlaudit baseline` from {_comment(report_name)} on {today}.",
         f"# Replace every {PLACEHOLDER}: a waiver whose reason or owner still starts with "
@@ -250,6 +337,8 @@ def draft_waivers(
             f"#   {_comment(where)}",
             f"[[{table}]]",
             f"fingerprint = {json.dumps(fingerprint)}",
+            *([f"model = {json.dumps(model)}"] if model else []),
+            f"max_severity = {json.dumps(finding['severity'])}",
             f'reason = "{PLACEHOLDER}: why this finding is acceptable"',
             f'owner = "{PLACEHOLDER}: who answers for it"',
             f"expires = {expires}",

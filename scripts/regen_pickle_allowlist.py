@@ -38,6 +38,9 @@ HELPERS = [
     "collections.OrderedDict", "collections.defaultdict", "collections.Counter",
     "collections.deque", "datetime.datetime", "datetime.date", "datetime.timedelta",
     "datetime.timezone", "decimal.Decimal", "fractions.Fraction",
+    # inert records and a pure function that peers' benign corpora use (fickling's): an ABC
+    # (calling it raises), a __future__ feature record, and len (asks only for __len__)
+    "collections.abc.Iterable", "__future__.annotations", "builtins.len",
     # numpy 1.x and 2.x spellings of the array, scalar and random-state reconstructors
     "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
     "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",

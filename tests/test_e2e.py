@@ -16,15 +16,22 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("name", HOSTILE_SAMPLE_NAMES)
-def test_every_hostile_sample_is_flagged_critical_blocked_and_never_run(
+def test_every_hostile_sample_is_flagged_high_blocked_and_never_run(
     run_cli: Runner, workspace: Workspace, tmp_path: Path, name: str
 ) -> None:
+    """Known-dangerous imports are critical; what the scan cannot vouch for is at least high."""
     canary = tmp_path / "canary"
     [sample] = build_hostile_corpus(tmp_path / "corpus", canary, [name])
     result = run_cli("scan", sample.path, "--data", workspace.holdout, "--target", TARGET)
     assert result.exit_code == 1, result.stderr
-    findings = result.result("MLA101")["findings"]
-    assert any(f["severity"] == "critical" for f in findings), findings
+    findings = [
+        f
+        for r in result.report["results"]
+        if r["rule_id"].startswith("MLA1")
+        for f in r["findings"]
+    ]
+    wanted = {"critical"} if sample.expected_import else {"high", "critical"}
+    assert any(f["severity"] in wanted for f in findings), findings
     assert result.report["subject"]["model"]["load"]["status"] == "blocked"
     assert result.result("MLA702")["status"] == "skipped"
     assert not canary.exists()

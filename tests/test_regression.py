@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from mlaudit.config import Tolerances
-from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.findings import (
+    Confidence,
+    Finding,
+    Location,
+    ModelIdentity,
+    RuleResult,
+    Severity,
+    Status,
+    scope_to_model,
+)
 from mlaudit.regression import Baseline, MetricKind, compare
 from mlaudit.scoring import GatePolicy, rule_score
 from tests.compliance_helpers import report, scan
@@ -34,16 +43,16 @@ def result(rule: str, family: str, *findings: dict[str, Any],
             "metrics": metrics or {}}
 
 
-def interval(estimate: float) -> dict[str, float]:
-    return {"estimate": estimate, "low": estimate - 0.05, "high": estimate + 0.05}
+def interval(estimate: float, half_width: float = 0.05) -> dict[str, float]:
+    return {"estimate": estimate, "low": estimate - half_width, "high": estimate + half_width}
 
 
-def membership(auc: float, tpr: float) -> dict[str, Any]:
+def membership(auc: float, tpr: float, half_width: float = 0.05) -> dict[str, Any]:
     return {
-        "auc": interval(auc),
+        "auc": interval(auc, half_width),
         "tpr_at_fpr": [
             {"fpr": 0.001, "evaluable": False, "needs_holdout_rows": 10000},
-            {"fpr": 0.01, "evaluable": True, **interval(tpr)},
+            {"fpr": 0.01, "evaluable": True, **interval(tpr, half_width)},
         ],
     }
 
@@ -68,7 +77,7 @@ def test_findings_are_new_fixed_unchanged_or_worse_by_fingerprint() -> None:
     assert [f["fingerprint"][0] for f in comparison.unchanged] == ["a"]
     worse = [(w.old["severity"], w.new["severity"]) for w in comparison.worsened]
     assert worse == [("low", "high")]
-    assert comparison.known_fingerprints == {"a" * 32}
+    assert comparison.known_keys == {"a" * 32}
     assert comparison.regressed
     assert comparison.regressions == (
         "new MLA101 medium: MLA101 d", "worse MLA101 low -> high: MLA101 b"
@@ -96,9 +105,10 @@ def test_new_vulnerabilities_are_listed_on_their_own() -> None:
 
 
 def test_membership_auc_and_tpr_rising_beyond_tolerance_regress() -> None:
-    old = [result("MLA302", "privacy", metrics=membership(0.60, 0.05))]
-    within = [result("MLA302", "privacy", metrics=membership(0.615, 0.065))]
-    beyond = [result("MLA302", "privacy", metrics=membership(0.65, 0.10))]
+    # Without intervals (reports that recorded none) the tolerance alone decides.
+    old = [result("MLA302", "privacy", metrics=membership(0.60, 0.05, 0.0))]
+    within = [result("MLA302", "privacy", metrics=membership(0.615, 0.065, 0.0))]
+    beyond = [result("MLA302", "privacy", metrics=membership(0.65, 0.10, 0.0))]
     assert not compare(old, within, TOLERANCES, "low").regressed
     comparison = compare(old, beyond, TOLERANCES, "low")
     regressed = {(m.kind, m.metric) for m in comparison.metric_regressions}
@@ -109,11 +119,38 @@ def test_membership_auc_and_tpr_rising_beyond_tolerance_regress() -> None:
     assert not compare(old, better, TOLERANCES, "low").regressed
 
 
+def test_a_retrain_within_its_intervals_is_not_a_regression() -> None:
+    """The issue's case: AUC 0.773 -> 0.846 on a retrain with another seed, each ±0.07."""
+    old = [result("MLA302", "privacy", metrics=membership(0.773, 0.05, 0.07))]
+    retrained = [result("MLA302", "privacy", metrics=membership(0.846, 0.05, 0.07))]
+    comparison = compare(old, retrained, TOLERANCES, "low")
+    assert not comparison.regressed
+    auc = next(m for m in comparison.metrics if m.metric == "auc")
+    assert auc.worsened_by == pytest.approx(0.073)
+    assert auc.uncertainty == pytest.approx(0.07 * 2**0.5)
+    # The same rise measured ten times more precisely is a regression.
+    precise = [result("MLA302", "privacy", metrics=membership(0.773, 0.05, 0.007))]
+    sharper = [result("MLA302", "privacy", metrics=membership(0.846, 0.05, 0.007))]
+    regressions = compare(precise, sharper, TOLERANCES, "low").regressions
+    assert any("uncertainty 0.009899" in reason for reason in regressions)
+
+
+def test_only_the_facing_sides_of_the_intervals_count() -> None:
+    """Higher is worse for AUC: the old upper and the new lower reach decide."""
+    old = {"auc": {"estimate": 0.6, "low": 0.3, "high": 0.61}}
+    new = {"auc": {"estimate": 0.7, "low": 0.69, "high": 0.99}}
+    comparison = compare([result("MLA301", "privacy", metrics=old)],
+                         [result("MLA301", "privacy", metrics=new)], TOLERANCES, "low")
+    [auc] = comparison.metrics
+    assert auc.uncertainty == pytest.approx(0.01 * 2**0.5)
+    assert auc.regressed
+
+
 def test_robust_accuracy_falling_at_the_judged_epsilon_regresses() -> None:
     old = [result("MLA202", "robustness", metrics=robustness(0.80, 0.50))]
     small = [result("MLA202", "robustness", metrics=robustness(0.77, 0.10))]
     assert not compare(old, small, TOLERANCES, "low").regressed  # ε = 0.2 is not judged
-    large = [result("MLA202", "robustness", metrics=robustness(0.70, 0.50))]
+    large = [result("MLA202", "robustness", metrics=robustness(0.60, 0.50))]
     comparison = compare(old, large, TOLERANCES, "low")
     assert sorted(m.metric for m in comparison.metric_regressions) == [
         "robust_accuracy.linf.fgsm@0.05", "robust_accuracy.linf.pgd@0.05"
@@ -165,6 +202,23 @@ def test_baseline_gate_counts_only_what_is_new(tmp_path: Path) -> None:
     assert not blocked.passed  # an incomplete audit is never excused by a baseline
 
 
+def test_a_baseline_excuses_findings_of_its_own_model_only(tmp_path: Path) -> None:
+    approved = {"results": [result("MLA101", "artifact", finding("MLA101", "a"))],
+                "score": 60.0, "run": {"id": "r"},
+                "subject": {"model": {"path": "m.joblib", "sha256": "1" * 64}}}
+    baseline = Baseline(tmp_path / "approved.json", "0" * 64, approved)
+    same, other = ModelIdentity("m.joblib", "1" * 64), ModelIdentity("m.joblib", "2" * 64)
+    bare = Finding("MLA101", "t", "m", Severity.HIGH, Confidence.HIGH, Location("a"), "a" * 32)
+    policy = GatePolicy("high")
+    for model, passes in ((same, True), (other, False)):
+        [scoped] = scope_to_model([rule_result(bare)], model)
+        gate, record = baseline.gate([scoped], 60.0, policy, None, TOLERANCES, model=model)
+        assert gate.passed is passes
+        assert record["same_model"] is passes
+        # diff still lines the finding up across the two models.
+        assert record["findings"] == {"new": 0, "worsened": 0, "fixed": 0, "unchanged": 1}
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -211,10 +265,11 @@ def test_diff_tolerances_from_options_and_config(
     run_cli: Runner, approved: Path, tmp_path: Path
 ) -> None:
     old = json.loads(approved.read_text())
-    old["results"].append({**result("MLA302", "privacy", metrics=membership(0.6, 0.05)),
+    # Intervals of ±0.01: a rise of 0.04 less its uncertainty (0.014) exceeds 0.02, not 0.05.
+    old["results"].append({**result("MLA302", "privacy", metrics=membership(0.6, 0.05, 0.01)),
                            "name": "x", "score": 100})
     new = copy.deepcopy(old)
-    new["results"][-1]["metrics"] = membership(0.64, 0.05)
+    new["results"][-1]["metrics"] = membership(0.64, 0.05, 0.01)
     old_path, new_path = write(tmp_path / "o.json", old), write(tmp_path / "n.json", new)
     assert run_cli("diff", old_path, new_path).exit_code == 1
     assert run_cli("diff", old_path, new_path, "--auc-tolerance", "0.05").exit_code == 0

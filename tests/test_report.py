@@ -76,7 +76,7 @@ def test_top_level_key_order_is_the_contract(run_cli: Runner, workspace: Workspa
     report = run_cli("scan", workspace.rf_joblib, "--select", "MLA1").report
     assert list(report) == [
         "schema_version", "tool", "run", "subject", "results", "score", "grade", "scoring",
-        "gate", "controls", "suppressed", "waivers", "baseline",
+        "gate", "coverage", "controls", "suppressed", "waivers", "baseline",
     ]
 
 
@@ -118,3 +118,60 @@ def test_library_warnings_go_to_the_report_not_stderr(
     assert result.exit_code == 0, result.stderr
     assert "Warning" not in result.stderr
     assert any("InconsistentVersionWarning" in w for w in result.report["run"]["warnings"])
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def test_an_artifact_only_scan_reports_its_coverage_and_cannot_show_grade_a(
+    run_cli: Runner, workspace: Workspace
+) -> None:
+    """No data and no --target: the behavioural rules never ran, so no "PASSED, grade A"."""
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--select", "MLA2",
+                     "--select", "MLA3", "--profile",
+                     "standard")
+    report = result.report
+    validate(report)
+    coverage = report["coverage"]
+    assert not coverage["complete"]
+    assert coverage["not_audited"] == ["robustness", "privacy"]
+    assert coverage["rules"]["ran"] == 7
+    assert coverage["notes"] == []  # standard is a release profile
+    assert report["score"] == pytest.approx(100, abs=1)
+    assert report["grade"] == "B"
+    assert report["scoring"]["grade_caps_applied"][0]["grade"] == "B"
+    assert "coverage: 7 of 15 rules ran; not audited: robustness, privacy" in result.stderr
+    assert "robustness not audited: MLA201" in result.stderr
+    markdown = (result.output_dir / "report.md")
+    assert not markdown.exists()  # only json and html by default
+    page = (result.output_dir / "report.html").read_text()
+    assert "7 of 15 rules ran" in page
+    assert "partial audit" in page
+
+
+def test_require_fails_the_gate_when_the_rules_did_not_run(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path
+) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--select", "MLA2",
+                     "--require", "MLA2")
+    assert result.exit_code == 1
+    [reason] = result.report["gate"]["reasons"]
+    assert reason.startswith("required MLA2 was not audited (MLA201 skipped:")
+    assert result.report["gate"]["require"] == ["MLA2"]
+    assert result.report["grade"] == "C"  # a failed gate caps the grade, complete or not
+    config = tmp_path / "mlaudit.toml"
+    config.write_text('require = ["MLA1"]\n')
+    met = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--config", config,
+                  "--format", "md")
+    assert met.exit_code == 0, met.stderr
+    assert met.report["run"]["config"]["require"] == ["MLA1"]
+    assert met.report["coverage"]["complete"]
+    assert "**Coverage**: 7 of 7 rules ran" in (met.output_dir / "report.md").read_text()
+
+
+def test_quick_profile_says_it_is_a_smoke_test(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--format", "md")
+    [note] = result.report["coverage"]["notes"]
+    assert "smoke test" in note
+    assert "note: profile quick is a smoke test" in result.stderr
+    assert "smoke test" in (result.output_dir / "report.md").read_text()

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
-from mlaudit.scoring import GatePolicy, decide_gate, grade_for, rule_score, score_results
+from mlaudit.scoring import (
+    GatePolicy,
+    coverage_of,
+    decide_gate,
+    grade_for,
+    rule_score,
+    score_results,
+)
 
 
 def finding(severity: Severity, key: str = "k") -> Finding:
@@ -63,3 +70,96 @@ def test_gate_min_score_errors_and_blocked_model() -> None:
     assert len(decision.reasons) == 3
     relaxed = decide_gate([error], 50, GatePolicy("none", None, allow_incomplete=True), None)
     assert relaxed.passed
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def ran(rule_id: str, family: str, *findings: Finding) -> RuleResult:
+    status = Status.FAILED if findings else Status.PASSED
+    return RuleResult(rule_id, "n", family, status, rule_score(findings), findings=findings)
+
+
+def skipped(rule_id: str, family: str, reason: str = "no data: give --data") -> RuleResult:
+    return RuleResult(rule_id, "n", family, Status.SKIPPED, None, reason=reason)
+
+
+# A torch state dict: the artifact rules ran, every behavioural rule was skipped.
+STATE_DICT = [
+    ran("MLA101", "artifact"),
+    ran("MLA105", "artifact"),
+    skipped("MLA201", "robustness", "the model is a weights-only file"),
+    skipped("MLA202", "robustness", "the model is a weights-only file"),
+    skipped("MLA301", "privacy", "no labels: give --target"),
+]
+
+
+def test_coverage_counts_rules_and_names_families_not_audited_with_reasons() -> None:
+    coverage = coverage_of(STATE_DICT)
+    assert (coverage.selected, coverage.ran, coverage.skipped, coverage.errors) == (5, 2, 3, 0)
+    assert not coverage.complete
+    assert coverage.summary() == "2 of 5 rules ran; not audited: robustness, privacy"
+    robustness = next(f for f in coverage.families if f.family == "robustness")
+    # Two rules skipped for one reason are one line naming both.
+    assert robustness.reasons == ("MLA201, MLA202 skipped: the model is a weights-only file",)
+    assert [f.status for f in coverage.families] == ["audited", "not-audited", "not-audited"]
+    partly = coverage_of([*STATE_DICT, ran("MLA204", "robustness"), ran("MLA302", "privacy")])
+    assert partly.complete
+    assert {f.family: f.status for f in partly.families}["robustness"] == "partial"
+    errored = coverage_of([ran("MLA101", "artifact"), RuleResult(
+        "MLA105", "n", "artifact", Status.ERROR, None, reason="boom")])
+    assert not errored.complete
+    assert errored.summary() == "1 of 2 rules ran, 1 in error"
+
+
+def test_no_grade_a_beside_a_partial_audit_or_a_failed_gate() -> None:
+    card = score_results(STATE_DICT)
+    assert (card.score, card.grade) == (100.0, "A")
+    passed = decide_gate(STATE_DICT, card.score, GatePolicy(), None)
+    assert passed.passed  # coverage gates only where the user requires it ...
+    shown = card.capped(passed, coverage_of(STATE_DICT))
+    assert (shown.score, shown.grade) == (100.0, "B")  # ... but the grade says it
+    applied = shown.explanation["grade_caps_applied"]
+    assert applied == [{"grade": "B", "reason": "partial audit: 2 of 5 rules ran; not "
+                        "audited: robustness, privacy"}]
+    # One high finding among ten clean rules averages to grade A, and fails the gate.
+    complete = [ran("MLA101", "artifact", finding(Severity.HIGH))] + [
+        ran(f"MLA10{n}", "artifact") for n in range(2, 8)
+    ] * 2
+    failed_card = score_results(complete)
+    failed = decide_gate(complete, failed_card.score, GatePolicy(), None)
+    assert not failed.passed
+    assert failed_card.grade == "A"
+    assert failed_card.capped(failed, coverage_of(complete)).grade == "C"
+    low = score_results([ran("MLA101", "artifact", *[finding(Severity.HIGH, k) for k in "ab"])])
+    assert low.capped(failed, coverage_of(complete)).grade == "F"  # caps never raise a grade
+
+
+@pytest.mark.parametrize(
+    ("require", "reasons"),
+    [
+        (("MLA1",), []),
+        (("MLA2",), ["required MLA2 was not audited (MLA201 skipped: the model is a weights-only "
+                     "file; MLA202 skipped: the model is a weights-only file)"]),
+        (("mla3", "MLA301"), ["required MLA3 was not audited (MLA301 skipped: no labels: give "
+                              "--target)",
+                              "required MLA301 was not audited (MLA301 skipped: no labels: give "
+                              "--target)"]),
+        (("MLA6",), ["required MLA6 was not audited: no selected rule matches it"]),
+    ],
+)
+def test_required_rules_must_run(require: tuple[str, ...], reasons: list[str]) -> None:
+    decision = decide_gate(STATE_DICT, 100.0, GatePolicy(require=require), None)
+    assert list(decision.reasons) == reasons
+
+
+def test_a_prefix_is_met_by_one_rule_that_ran_but_not_with_one_in_error() -> None:
+    tree_only = [ran("MLA201", "robustness"), skipped("MLA203", "robustness", "not a tree")]
+    assert decide_gate(tree_only, 100.0, GatePolicy(require=("MLA2",)), None).passed
+    exact = decide_gate(tree_only, 100.0, GatePolicy(require=("MLA203",)), None)
+    assert not exact.passed
+    errored = [ran("MLA201", "robustness"),
+               RuleResult("MLA202", "n", "robustness", Status.ERROR, None, reason="budget")]
+    decision = decide_gate(errored, 100.0, GatePolicy(require=("MLA2",), allow_incomplete=True),
+                           None)
+    assert decision.reasons == ("required MLA2 did not complete (MLA202: budget)",)

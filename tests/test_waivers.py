@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 
 from mlaudit.config import resolve
 from mlaudit.errors import ConfigError
-from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.findings import (
+    Confidence,
+    Finding,
+    Location,
+    ModelIdentity,
+    RuleResult,
+    Severity,
+    Status,
+    scope_to_model,
+)
 from mlaudit.reports.html import HtmlRenderer
 from mlaudit.scoring import rule_score
 from mlaudit.waivers import PLACEHOLDER, Waiver, WaiverStatus, apply_waivers, parse_waivers
@@ -303,3 +312,89 @@ def test_baseline_of_an_unreadable_report_exits_2(run_cli: Runner, tmp_path: Pat
     result = run_cli("baseline", tmp_path / "missing.json")
     assert result.exit_code == 2
     assert "cannot read report" in result.stderr
+
+
+# --------------------------------------------------------------------------- scoping
+
+MODEL_A = ModelIdentity("models/churn-v1.joblib", "a" * 64)
+MODEL_B = ModelIdentity("models/fraud.joblib", "b" * 64)
+
+
+def membership_result(severity: Severity) -> RuleResult:
+    leak = finding("MLA302", "m", severity=severity)
+    return RuleResult("MLA302", "n", "privacy", Status.FAILED, rule_score([leak]),
+                      findings=(leak,))
+
+
+def test_fingerprints_are_bound_to_the_model() -> None:
+    [on_a] = scope_to_model([membership_result(Severity.HIGH)], MODEL_A)[0].findings
+    [on_b] = scope_to_model([membership_result(Severity.HIGH)], MODEL_B)[0].findings
+    assert on_a.fingerprint != on_b.fingerprint
+    assert on_a.unscoped_fingerprint == on_b.unscoped_fingerprint == "m" * 32
+    entry_point = ModelIdentity("pkg.mod:model", None)
+    assert entry_point.key == "reference:pkg.mod:model"
+
+
+def test_a_waiver_for_one_models_medium_finding_hides_nothing_else() -> None:
+    """The issue's case: a waiver written for model A's medium MLA302 finding suppressed
+    model B's high one (AUC 0.98). Scoped, it covers exactly what it was written for."""
+    [written_for] = scope_to_model([membership_result(Severity.MEDIUM)], MODEL_A)[0].findings
+    waiver = Waiver("accepted for v1", fingerprint=written_for.fingerprint, model=MODEL_A.sha256,
+                    max_severity=Severity.MEDIUM)
+    assert waiver.unscoped is None
+    on_a = apply_waivers([membership_result(Severity.MEDIUM)], [waiver], TODAY, MODEL_A)
+    assert len(on_a.suppressed) == 1
+    for results, model in (
+        ([membership_result(Severity.HIGH)], MODEL_B),  # another model
+        ([membership_result(Severity.HIGH)], MODEL_A),  # the same model, but worse
+    ):
+        outcome = apply_waivers(results, [waiver], TODAY, model)
+        assert outcome.suppressed == ()
+        assert outcome.uses[0].status is WaiverStatus.UNUSED
+    by_rule = Waiver("r", rule="MLA302", model="models/churn-*.joblib",
+                     max_severity=Severity.HIGH)
+    assert apply_waivers([membership_result(Severity.HIGH)], [by_rule], TODAY, MODEL_A).suppressed
+    assert not apply_waivers(
+        [membership_result(Severity.HIGH)], [by_rule], TODAY, MODEL_B
+    ).suppressed
+
+
+def test_unscoped_waivers_keep_working_with_a_warning() -> None:
+    """A waiver file from before scoping names the rule's own fingerprint and no model."""
+    legacy = Waiver("old file", fingerprint="m" * 32)
+    outcome = apply_waivers([membership_result(Severity.HIGH)], [legacy], TODAY, MODEL_B)
+    assert len(outcome.suppressed) == 1
+    [warning] = outcome.warnings
+    assert warning.startswith(f"waiver for fingerprint {'m' * 32} names no model and no "
+                              "max_severity: it applies to any model at any severity")
+    assert outcome.uses[0].document()["warning"] == warning
+    half = Waiver("r", rule="MLA302", model="models/*")
+    assert "names no max_severity: it applies to this model at any severity" in (
+        half.unscoped or ""
+    )
+
+
+def test_scoped_waiver_keys_parse_and_are_checked(tmp_path: Path) -> None:
+    [waiver] = parse_waivers(
+        [{"rule": "MLA302", "model": "A" * 64, "max_severity": "medium", "reason": "r"}], "t"
+    )
+    assert (waiver.model, waiver.max_severity) == ("a" * 64, Severity.MEDIUM)
+    with pytest.raises(ConfigError, match="max_severity must be one of info, low"):
+        parse_waivers([{"rule": "MLA302", "max_severity": "severe", "reason": "r"}], "t")
+
+
+def test_a_scan_warns_about_an_unscoped_waiver_and_drafts_scoped_ones(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, mla105: str
+) -> None:
+    config = tmp_path / "waivers.toml"  # not mlaudit.toml: the plain scan below reads none
+    config.write_text(_waiver_config(mla105))
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--config", config)
+    assert result.exit_code == 0
+    assert any("names no model" in w for w in result.report["run"]["warnings"])
+    assert "warning: waiver for fingerprint" in result.stderr
+    plain = run_cli("scan", workspace.rf_joblib, "--select", "MLA1",
+                    output_dir=tmp_path / "plain")
+    drafted = run_cli("baseline", plain.output_dir / "report.json")
+    [draft] = tomllib.loads(drafted.stdout.replace("TODO", "x"))["waivers"]
+    assert draft["model"] == plain.report["subject"]["model"]["sha256"]
+    assert draft["max_severity"] == "low"

@@ -6,6 +6,7 @@ import pickle
 from typing import Any
 
 from mlaudit.errors import InputError
+from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.model import LoadedModel
 from mlaudit.scanners.pickle_policy import Verdict, classify
@@ -48,4 +49,5 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
             raise InputError(f"{artifact.reference}: {error}") from None
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
             raise InputError(f"{artifact.reference} could not be unpickled: {error}") from None
+    refuse_unsafe_arrays(estimator, artifact.reference)
     return wrap_estimator(estimator, "scikit-learn", artifact.reference)

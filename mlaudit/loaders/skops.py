@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlaudit.errors import InputError
+from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.model import LoadedModel
 from mlaudit.scanners.pickle_policy import Verdict
@@ -23,4 +24,5 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
         estimator = skops.io.load(artifact.path, trusted=trusted_types)
     except Exception as error:  # skops raises assorted types for corrupt or untrusted files
         raise InputError(f"{artifact.reference} could not be loaded by skops: {error}") from None
+    refuse_unsafe_arrays(estimator, artifact.reference)
     return wrap_estimator(estimator, "scikit-learn", artifact.reference)

@@ -147,7 +147,9 @@ def _run(
     # A few chunks per process: even load, and a budget check between chunks.
     step = max(1, len(batches) // (processes * 4))
     chunks = [batches[i : i + step] for i in range(0, len(batches), step)]
-    parallel = Parallel(n_jobs=processes, backend="loky", return_as="generator")
+    # Processes by preference only: inside the isolated worker, where no new program may be
+    # started, the surrounding threading backend takes over.
+    parallel = Parallel(n_jobs=processes, prefer="processes", return_as="generator")
     yield from parallel(delayed(analyse_batches)(chunk, settings) for chunk in chunks)
 
 

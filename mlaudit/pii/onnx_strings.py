@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from mlaudit.pii.strings import ArtifactStrings, StringCollector
+from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, ArtifactStrings, StringCollector
 from mlaudit.scanners.onnx_format import MAX_GRAPH_DEPTH
 
 _STRING_TENSOR: Final = 8  # TensorProto.DataType.STRING
@@ -33,8 +33,8 @@ def _texts(values: Iterable[bytes]) -> list[str]:
 
 
 class _Reader:
-    def __init__(self) -> None:
-        self.collector = StringCollector()
+    def __init__(self, max_strings: int) -> None:
+        self.collector = StringCollector(limit=max_strings)
 
     def model(self, model: Any) -> None:
         self.collector.add("doc_string", model.doc_string)
@@ -99,11 +99,12 @@ class _Reader:
             self.collector.add_all(where, _texts(tensor.string_data))
 
 
-def strings_in_onnx(path: Path) -> ArtifactStrings:
-    """Strings of an ONNX file; a file that does not parse yields none, with a problem."""
+def strings_in_onnx(path: Path, *, max_strings: int = DEFAULT_MAX_STRINGS) -> ArtifactStrings:
+    """Strings of an ONNX file (the first ``max_strings`` kept, the rest counted as unread);
+    a file that does not parse yields none, with a problem."""
     import onnx
 
-    reader = _Reader()
+    reader = _Reader(max_strings)
     try:
         # format="protobuf": never let the file name pick the text or JSON parsers.
         model = onnx.load_model_from_string(path.read_bytes(), format="protobuf")

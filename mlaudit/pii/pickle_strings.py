@@ -29,6 +29,7 @@ from typing import IO, Final
 import numpy as np
 
 from mlaudit.pii.strings import (
+    DEFAULT_MAX_STRINGS,
     MAX_STRINGS,
     ArtifactStrings,
     StringCollector,
@@ -346,11 +347,13 @@ def _mapping_children(mapping: dict[object, object], path: str) -> Iterator[tupl
 
 
 def _collect(roots: list[object], walker: _Walker, collector: StringCollector) -> None:
+    """Each object once (iteratively, so linear in the graph); strings past the collector's
+    cap are still counted, so the result says how many were left unread."""
     seen: set[int] = set()
     pending: list[tuple[str, object]] = [
         ("" if index == 0 else f"<pickle {index + 1}>", root) for index, root in enumerate(roots)
     ]
-    while pending and not collector.full:
+    while pending:
         path, value = pending.pop()
         if isinstance(value, str):
             collector.add(path, value)
@@ -360,14 +363,15 @@ def _collect(roots: list[object], walker: _Walker, collector: StringCollector) -
         seen.add(id(value))
         # Reversed, so that the stack pops children in their natural order.
         pending.extend(reversed(list(_children(value, path, walker.items))))
-    if pending:
-        collector.truncated = True
 
 
-def strings_in_stream(stream: IO[bytes], size: int, *, time_budget_s: float) -> ArtifactStrings:
-    """Strings of every pickle from the stream's position to ``size``."""
+def strings_in_stream(
+    stream: IO[bytes], size: int, *, time_budget_s: float, max_strings: int = DEFAULT_MAX_STRINGS
+) -> ArtifactStrings:
+    """Strings of every pickle from the stream's position to ``size``, the first
+    ``max_strings`` kept (the rest counted as unread)."""
     walker = _Walker(stream, size, time.monotonic() + time_budget_s)
-    collector = StringCollector()
+    collector = StringCollector(limit=max_strings)
     try:
         roots = walker.roots()
     except RecursionError:
@@ -378,14 +382,22 @@ def strings_in_stream(stream: IO[bytes], size: int, *, time_budget_s: float) -> 
     return collector.result()
 
 
-def strings_in_bytes(data: bytes, *, time_budget_s: float = 60.0) -> ArtifactStrings:
-    return strings_in_stream(io.BytesIO(data), len(data), time_budget_s=time_budget_s)
+def strings_in_bytes(
+    data: bytes, *, time_budget_s: float = 60.0, max_strings: int = DEFAULT_MAX_STRINGS
+) -> ArtifactStrings:
+    return strings_in_stream(
+        io.BytesIO(data), len(data), time_budget_s=time_budget_s, max_strings=max_strings
+    )
 
 
-def strings_in_file(path: Path, *, time_budget_s: float = 60.0) -> ArtifactStrings:
+def strings_in_file(
+    path: Path, *, time_budget_s: float = 60.0, max_strings: int = DEFAULT_MAX_STRINGS
+) -> ArtifactStrings:
     """Read through a read-only memory map: large files are not copied into memory."""
     size = path.stat().st_size
     if size == 0:
         return ArtifactStrings((), 0, problems=("the file is empty",))
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        return strings_in_stream(view, size, time_budget_s=time_budget_s)  # type: ignore[arg-type]
+        return strings_in_stream(
+            view, size, time_budget_s=time_budget_s, max_strings=max_strings  # type: ignore[arg-type]
+        )

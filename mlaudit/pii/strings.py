@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-# Bounds on the work one artifact can cause, whatever it holds.
+# Bounds on the work one artifact can cause, whatever it holds: the default and the ceiling
+# of the strings kept for analysis (MLA402's ``max_strings``), and the characters kept of one.
+DEFAULT_MAX_STRINGS: Final = 100_000
 MAX_STRINGS: Final = 500_000
 MAX_STRING_CHARS: Final = 10_000
 _ATTRIBUTE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -34,12 +36,17 @@ def render_path(path: str) -> str:
 
 @dataclass(frozen=True)
 class ArtifactStrings:
-    """Distinct strings per container path, in the order first met."""
+    """Distinct strings per container path, in the order first met.
+
+    ``total`` strings were kept; ``unread`` more were met past the cap and not kept (so not
+    analysed); ``truncated`` says the cap was hit or some strings could not even be counted.
+    """
 
     by_path: tuple[tuple[str, tuple[str, ...]], ...]
     total: int
     truncated: bool = False
     problems: tuple[str, ...] = ()
+    unread: int = 0
 
     @property
     def distinct(self) -> int:
@@ -50,20 +57,23 @@ class ArtifactStrings:
 class StringCollector:
     """Accumulates (path, string) pairs under the caps; shared by the format readers."""
 
+    limit: int = DEFAULT_MAX_STRINGS
     found: dict[str, dict[str, None]] = field(default_factory=dict)
     total: int = 0
+    unread: int = 0
     truncated: bool = False
     problems: list[str] = field(default_factory=list)
 
     @property
     def full(self) -> bool:
-        return self.total >= MAX_STRINGS
+        return self.total >= min(self.limit, MAX_STRINGS)
 
     def add(self, path: str, text: str) -> None:
+        if not text.strip():
+            return
         if self.full:
             self.truncated = True
-            return
-        if not text.strip():
+            self.unread += 1
             return
         self.total += 1
         self.found.setdefault(render_path(path), {})[text[:MAX_STRING_CHARS]] = None
@@ -78,4 +88,5 @@ class StringCollector:
             self.total,
             self.truncated,
             tuple(self.problems),
+            self.unread,
         )

@@ -7,7 +7,10 @@ Everything here guards the validity of the measurement rather than the model:
   attack would "succeed" on the encoding instead of the model.
 * A holdout row that also occurs in train (same model inputs and label) is a member, whatever
   the file says. It is excluded from the non-members and counted; left in, it would be scored as
-  a non-member that the attack "wrongly" calls a member.
+  a non-member that the attack "wrongly" calls a member. On data with few distinct values
+  (small integer or categorical columns) two people can share a row by chance; how many
+  shared rows chance predicts is estimated from the duplicates within each file
+  (:func:`chance_overlap`), so MLA301 calls an overlap a leak only beyond that.
 * The evaluation set is balanced (as many members as non-members, sampled with the run seed),
   so AUC and TPR/FPR are not driven by the class ratio, and the same seed gives the same rows.
 """
@@ -53,6 +56,7 @@ class MembershipData:
     targets: np.ndarray
     overlap_rows: int
     unknown_label_rows: int
+    expected_overlap: float = 0.0
 
     @property
     def features(self) -> pd.DataFrame:
@@ -74,6 +78,7 @@ class MembershipData:
             "members": int(member.sum()),
             "non_members": int((~member).sum()),
             "overlapping_rows_excluded": self.overlap_rows,
+            "overlapping_rows_expected_by_chance": round(self.expected_overlap, 2),
             "unknown_label_rows_excluded": self.unknown_label_rows,
         }
 
@@ -96,8 +101,8 @@ def membership_data(
     classes = model_classes(model, train)
     assert classes is not None  # train has a target
     train_codes, holdout_codes = _class_codes(train, classes), _class_codes(holdout, classes)
-    in_train = set(_row_hashes(train_x, train).tolist())
-    overlap = _row_hashes(holdout_x, holdout).isin(in_train).to_numpy()
+    train_hashes, holdout_hashes = _row_hashes(train_x, train), _row_hashes(holdout_x, holdout)
+    overlap = holdout_hashes.isin(set(train_hashes.tolist())).to_numpy()
     keep_train, keep_holdout = train_codes >= 0, (holdout_codes >= 0) & ~overlap
     pool = pd.concat([train_x[keep_train], holdout_x[keep_holdout]], ignore_index=True)
     member = np.concatenate([np.ones(keep_train.sum(), bool), np.zeros(keep_holdout.sum(), bool)])
@@ -123,7 +128,29 @@ def membership_data(
         targets=targets,
         overlap_rows=int(overlap.sum()),
         unknown_label_rows=int((train_codes < 0).sum() + (holdout_codes < 0).sum()),
+        expected_overlap=chance_overlap(train_hashes, holdout_hashes),
     )
+
+
+def chance_overlap(train: pd.Series, holdout: pd.Series) -> float:
+    """Holdout rows expected to equal some train row by chance, were the two files independent
+    draws from one population.
+
+    The chance that two independent rows are equal is estimated by the share of equal pairs
+    within the files (a population of distinct records has none: the estimate is then 0); a
+    holdout row then misses all ``n`` train rows with probability ``(1 - p)^n``.
+    """
+    equal_pairs = sum(_equal_pairs(hashes) for hashes in (train, holdout))
+    pairs = sum(len(hashes) * (len(hashes) - 1) / 2 for hashes in (train, holdout))
+    if not pairs or not equal_pairs:
+        return 0.0
+    p = equal_pairs / pairs
+    return float(len(holdout) * -np.expm1(len(train) * np.log1p(-p)))
+
+
+def _equal_pairs(hashes: pd.Series) -> float:
+    counts = hashes.value_counts().to_numpy(dtype=float)
+    return float((counts * (counts - 1) / 2).sum())
 
 
 def schema_differences(train: pd.DataFrame, holdout: pd.DataFrame) -> list[str]:

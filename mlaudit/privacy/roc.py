@@ -8,7 +8,11 @@ is unremarkable.
 Conventions, chosen so that no number is flattering:
 
 * TPR at FPR = a is the TPR of the most permissive threshold ``score >= t`` whose empirical
-  FPR is at most a. Tied scores are never split (no interpolation between ROC points).
+  FPR is at most a. :func:`evaluate_attack` first breaks tied scores at random (seeded): a
+  block of ties (a 1-NN model, a single tree, a forest's probability of exactly 1) that is
+  never split has no admissible threshold inside it, and would push TPR at low FPR, and
+  its lower bound, to 0 however well the block separates members. A random order within the
+  block is the randomised test that reaches the ROC's chord, a test an attacker can run.
 * It is reported only with at least ``10 / a`` non-members, i.e. at least ten false positives
   expected at that threshold; with fewer the estimate is mostly noise, and the result says how
   many rows it needs instead.
@@ -146,6 +150,14 @@ def auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
     return float(_auc(members, non_members)[0])
 
 
+def break_ties(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Distinct scores in the same order as ``scores``, tied ones in a random order."""
+    order = np.lexsort((rng.random(len(scores)), scores))
+    ranks = np.empty(len(scores), dtype=float)
+    ranks[order] = np.arange(len(scores), dtype=float)
+    return ranks
+
+
 def evaluate_attack(
     attack: str,
     scores: np.ndarray,
@@ -157,8 +169,8 @@ def evaluate_attack(
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> AttackEvaluation:
     """AUC and TPR at each FPR level with intervals, and the ROC curve, for one attack."""
-    member_scores = np.asarray(scores, dtype=float)[member]
-    non_member_scores = np.asarray(scores, dtype=float)[~member]
+    ranked = break_ties(np.asarray(scores, dtype=float), rng)
+    member_scores, non_member_scores = ranked[member], ranked[~member]
     n1, n0 = len(member_scores), len(non_member_scores)
     if n1 == 0 or n0 == 0:
         raise ValueError("an attack needs members and non-members to be evaluated")

@@ -27,6 +27,21 @@ def _code(text: object) -> str:
     return f"`{value}`"
 
 
+def _coverage_lines(coverage: Mapping[str, Any] | None) -> list[str]:
+    """What was audited, under the verdict it qualifies (reports before 1.2 have none)."""
+    if not coverage:
+        return []
+    mark = "" if coverage["complete"] else " (partial audit)"
+    lines = ["", f"**Coverage**{mark}: {escape(coverage['summary'])}"]
+    lines += [
+        f"- {escape(family['family'])} not audited: {escape('; '.join(family['reasons']))}"
+        for family in coverage.get("families", [])
+        if family["status"] == "not-audited"
+    ]
+    lines += [f"> **Note**: {escape(note)}" for note in coverage.get("notes", [])]
+    return lines
+
+
 class MarkdownRenderer:
     filename = "report.md"
 
@@ -43,6 +58,7 @@ class MarkdownRenderer:
             "",
         ]
         lines += [f"- {escape(reason)}" for reason in gate.get("reasons", [])]
+        lines += _coverage_lines(report.get("coverage"))
         families: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         for result in report.get("results", []):
             families[result["family"]].append(result)

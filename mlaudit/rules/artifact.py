@@ -11,14 +11,6 @@ from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
 from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.sniff import ModelFormat
 
-_IMPORTING_FORMATS = frozenset(
-    {
-        ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.JOBLIB_COMPRESSED,
-        ModelFormat.SKOPS, ModelFormat.MODEL_FOLDER, ModelFormat.PYTORCH,
-        ModelFormat.PYTORCH_LEGACY, ModelFormat.NUMPY, ModelFormat.NPZ,
-    }
-)
-
 
 def issue_findings(ctx: RuleContext) -> Iterator[Finding]:
     """Findings for the structural issues that format scanners filed under this rule's id."""
@@ -35,7 +27,12 @@ def issue_findings(ctx: RuleContext) -> Iterator[Finding]:
 _MAX_OFFSETS = 20
 # An import whose name is only known at load time is as bad as a dangerous one; bytes the
 # scanner could not walk are unverified rather than known-bad.
-_PROBLEM_SEVERITY = {"dynamic-import": Severity.CRITICAL, "extension-import": Severity.CRITICAL}
+_PROBLEM_SEVERITY = {
+    "dynamic-import": Severity.CRITICAL,
+    "extension-import": Severity.CRITICAL,
+    # A numpy dtype whose object flags disagree with its fields forges object pointers.
+    "unsafe-dtype": Severity.CRITICAL,
+}
 
 
 def _pointer(member: str | None, pointer: str) -> str:
@@ -90,6 +87,19 @@ class DangerousPickleImports(Rule):
     (computed ``STACK_GLOBAL`` operands, copyreg extension codes) and bytes after the last
     pickle that do not parse are reported too. Nothing is unpickled.
 
+    *Advisory and peer deny lists.* Functions that run code from inside ordinary packages
+    (``torch.utils.bottleneck``, ``torch._dynamo.guards``, ``torch.fx`` guard evaluation,
+    ``torch.jit`` ``execWrapper``, ``torch._inductor.codecache``, ``lib2to3``, ``_osx_support``,
+    ``imaplib``, ``test.support``, ``aiohttp``...) were reported only as MLA102 (then medium),
+    so a CI job running the artifact rules passed. The known-dangerous list now holds every
+    module named in published advisories and in picklescan's, modelscan's, fickling's and
+    ModelAudit's deny lists, each group with its source.
+
+    *Malformed after a payload.* A pickle that imports something dangerous and then breaks (a
+    bad opcode, an unwritten memo key) was "not a valid pickle", exit 2 with no report, though
+    the real unpickler had already imported the name. Imports seen before the break are now
+    reported here, with the report written and exit 1.
+
     **Why it matters**: unpickling calls whatever the file names, with arguments of the file's
     choosing. A model downloaded from a hub or passed between teams can run arbitrary code the
     moment anyone loads it, including inside the audit tool itself. This rule runs before
@@ -109,7 +119,6 @@ class DangerousPickleImports(Rule):
         family=Family.ARTIFACT,
         severity=Severity.CRITICAL,
         requires=frozenset({Requirement.ARTIFACT}),
-        formats=_IMPORTING_FORMATS,
         controls=SUPPLY_CHAIN,
     )
 
@@ -154,6 +163,16 @@ class UnlistedPickleImports(Rule):
     numpy, scipy, joblib and builtin reconstruction functions such files need. Anything else
     that is not already reported as dangerous by MLA101 is reported here.
 
+    *Default-deny, at the gate's severity.* The load gate refuses every file with an import
+    outside the allowlist, but this rule reported such imports as medium, so a CI job running
+    only ``--select MLA1`` exited 0 on files the gate refused. It is now high: whatever the
+    gate refuses fails such a job too.
+
+    *Users' own classes.* A class defined in the script that saved the file
+    (``__main__.DivideColumns`` in a skops pipeline) was reported as MLA101 critical, because
+    ``__main__`` was a dangerous module. It is now MLA102 with the exact ``allow_globals``
+    line to add; walks through ``__main__`` to ``os``, ``eval`` or dunders stay MLA101.
+
     **Why it matters**: denylists are always incomplete. Functions that execute a code string
     hide in ordinary packages (``timeit.timeit``, ``cProfile.run``, numpy's test helpers), and
     scanners that only look for ``os.system`` have been bypassed this way again and again. An
@@ -174,20 +193,21 @@ class UnlistedPickleImports(Rule):
         id="MLA102",
         name="Imports outside the allowlist",
         family=Family.ARTIFACT,
-        severity=Severity.MEDIUM,
+        severity=Severity.HIGH,
         requires=frozenset({Requirement.ARTIFACT}),
-        formats=_IMPORTING_FORMATS,
         controls=SUPPLY_CHAIN,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         _record_inventory_metrics(ctx)
         for imported in ctx.subject.model.inventory.with_verdict(Verdict.UNLISTED):
+            name = imported.qualified_name
             yield ctx.finding(
                 key=_key(imported),
-                title=f"Imports {imported.qualified_name}, which is not on the allowlist",
-                message=f"loading this file imports {imported.qualified_name}, which nobody has "
-                "reviewed as safe; the load gate will not load the file",
+                title=f"Imports {name}, which is not on the allowlist",
+                message=f"loading this file imports {name} ({imported.classification.reason}); "
+                "the load gate will not load the file. If it is your own reviewed code, add "
+                f'allow_globals = ["{name}"] to [tool.mlaudit]',
                 location=_location(ctx, imported),
                 confidence=Confidence.MEDIUM,
                 evidence=_evidence(imported),  # type: ignore[arg-type]
@@ -214,6 +234,20 @@ class ArchiveTricks(_StructuralIssueRule):
     disagrees with their content, duplicate names where a later member shadows an earlier
     one, and more members than any model needs. Compressed joblib files are decompressed as a
     stream under the same caps.
+
+    *Members read only by name.* Pickles in plain zip or tar members (``data.txt``,
+    ``model/config.pkl``, members whose local header sets the encryption or patch flag bits
+    0x1/0x20/0x40 while holding plain bytes) were never read, and 7z archives were unknown.
+    Every member of every zip, tar (plain or gzip/bz2/xz) and 7z archive is now sniffed and
+    scanned by its content, nested archives down to 4 levels (deeper is high); a member that
+    is really encrypted is low, since no loader reads it without the password; a 7z file
+    without ``mlaudit[7z]`` installed, or an encrypted 7z, is high, never clean.
+
+    *Case folding.* torch's zip reader finds ``data.pkl`` comparing names with ASCII letters
+    lower-cased, while mlaudit matched names exactly, so a ``DATA.PKL`` payload went unread.
+    Names are now compared the way each real reader compares them, and names that collide
+    after case folding are reported here as high. TensorFlow SavedModel assets that name a
+    path outside ``assets/`` are critical.
 
     **Why it matters**: extracting such an archive writes outside the folder it was meant for
     (overwriting a shell profile or a Python module is code execution), fills the disk, or
@@ -247,6 +281,18 @@ class CodeCarryingLayers(_StructuralIssueRule):
     inside the model (they need a native or Python custom-operator library); TorchScript code
     carried in PyTorch archives.
 
+    *Legacy Keras Lambda without a type.* A Lambda layer whose ``function`` is a code string or
+    a ``[code, defaults, closure]`` list with no ``function_type`` passed, because only
+    ``"function_type": "lambda"`` was read as code; older Keras versions unmarshal such values
+    whatever the type. Any code-shaped value not typed as a function name or raw data is now
+    reported here as high.
+
+    *TensorFlow SavedModels* were "unknown model format" (exit 2). Their protobuf is now read
+    without TensorFlow: operators that call Python (``PyFunc``, ``PyFuncStateless``,
+    ``EagerPyFunc``), read or write files (``ReadFile``, ``WriteFile``) or the network
+    (``Rpc``) are high, other file readers medium; the save/restore operators every SavedModel
+    carries are not reported.
+
     **Why it matters**: this code runs when the model is loaded or called, with the rights of
     whoever runs it. Keras refuses Lambda layers only in ``safe_mode``, which many loading
     scripts switch off; a custom ONNX domain means the model does nothing until someone
@@ -277,6 +323,24 @@ class MalformedStructure(_StructuralIssueRule):
     offsets that overlap, run past the data or leave unreferenced bytes), NumPy ``.npy``
     headers, PyTorch archives without their pickle, ONNX protobufs that do not parse, Keras
     configurations that are not valid JSON, and embedded pickles that cannot be walked.
+
+    *Polyglots.* A file valid as two formats (a pickle that is also a well-formed ONNX
+    protobuf, a pickle in a tar header) was judged only as the harmless one. Every reading a
+    loader could take is now scanned, and a file with two readings is reported here.
+
+    *Pickle structural anomalies.* FRAME straddles, duplicate PROTO, TUPLE without MARK,
+    impossible cycles and memo/DUP expansion are tricks that make parsers disagree; they
+    passed unreported and are now reported here as high.
+
+    *joblib layout desyncs.* The walker predicted where joblib's raw array bytes lie by
+    partial evaluation; a protocol-4 FRAME, a wrapper built through ``functools.partial`` or
+    REDUCE, or a computed key made opcodes joblib runs look like data. Any wrapper that is not
+    a literal class with a literal state built by BUILD is now unscannable (MLA101, high).
+
+    *Unsafe dtypes.* Allowlisted numpy constructors can pickle a dtype whose object fields
+    lack numpy's object flag, so reading the loaded array dereferences pointers forged from
+    the file. Such dtype states are now refused statically (MLA101, critical), and the loaders
+    check every array of a loaded model before anything reads it.
 
     **Why it matters**: parsers disagree on malformed input. Bytes one tool ignores can be
     the payload another reads; a header that lies about sizes is how scanners are made to

@@ -16,10 +16,16 @@ class DataModelCompatibility(Rule):
     **What it checks**: every data file given (``--data``, ``--train``, ``--holdout``) against
     the loaded model: the feature columns against the model's ``feature_names_in_`` (or its
     ONNX inputs), their count against ``n_features_in_``, target labels against the model's
-    ``classes_``, missing values and non-numeric values in the columns the model takes.
-    Mismatches that make prediction impossible (a missing feature, a wrong feature count, a
-    model that raises on the data) stop the run with exit code 2 before any rule runs; the
-    rest are findings.
+    ``classes_``, missing values and non-numeric values in the columns the model takes, and
+    categories a fitted encoder never saw. The fitted scikit-learn pipeline is read first
+    (never run): missing values in a column it imputes (``SimpleImputer``,
+    ``IterativeImputer``, ``KNNImputer``), drops, or hands to a model that splits on missing
+    values itself (histogram gradient boosting, trees and forests) are not findings, and
+    other missing values are low at any share; text in a column an encoder takes is a
+    category, and an unseen category is medium only under ``handle_unknown="error"`` (the
+    model raises on it), information otherwise. Mismatches that make prediction impossible
+    (a missing feature, a wrong feature count, a model that raises on the data) stop the run
+    with exit code 2 before any rule runs; the rest are findings.
 
     **Why it matters**: every behavioural result (robustness, membership inference,
     accuracy) is computed on this data. Labels encoded differently from the model's classes

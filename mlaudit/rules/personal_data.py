@@ -30,7 +30,7 @@ from mlaudit.pii.onnx_strings import strings_in_onnx
 from mlaudit.pii.pickle_strings import strings_in_file
 from mlaudit.pii.redact import Redactor, redactor_from
 from mlaudit.pii.scan import EntityStats, Values, ValueScan, scan_groups
-from mlaudit.pii.strings import ArtifactStrings
+from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, MAX_STRINGS, ArtifactStrings
 from mlaudit.rules.base import (
     BudgetExceeded,
     Family,
@@ -319,9 +319,12 @@ class PersonalDataInArtifact(Rule):
     1.5.0 or later and refit; hash high-cardinality identifiers instead of one-hot encoding
     them. Values that are not personal (a support address) go in ``ignore_values``.
 
-    **Options**: ``entities``, ``min_score``, ``max_cell_chars``, ``nlp_model``,
-    ``ignore_values`` and ``n_jobs``, as for MLA401. At most 50 object paths are listed;
-    one more finding counts the rest.
+    **Options**: ``max_strings`` (strings kept from one model file for analysis, at most
+    500,000; past it the rest are counted, not analysed, and the result says how many were
+    left unread, so a file of millions of strings cannot keep the rule busy), and
+    ``entities``, ``min_score``, ``max_cell_chars``, ``nlp_model``, ``ignore_values`` and
+    ``n_jobs``, as for MLA401. At most 50 object paths are listed; one more finding counts
+    the rest.
     """
 
     meta = RuleMeta(
@@ -333,17 +336,23 @@ class PersonalDataInArtifact(Rule):
         formats=_ARTIFACT_FORMATS,
         extra=_EXTRA,
         extra_modules=_EXTRA_MODULES,
-        options=_SHARED_OPTIONS,
+        options=(
+            RuleOption(
+                "max_strings", DEFAULT_MAX_STRINGS, "strings kept from the file for analysis"
+            ),
+            *_SHARED_OPTIONS,
+        ),
         controls=PERSONAL_DATA,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         run = _start(ctx)
-        strings = _artifact_strings(ctx)
+        strings = _artifact_strings(ctx, _integer(ctx.options, "max_strings", 1, MAX_STRINGS))
         ctx.metrics["strings"] = strings.total
         ctx.metrics["distinct_strings"] = strings.distinct
         ctx.metrics["object_paths"] = len(strings.by_path)
         ctx.metrics["truncated"] = strings.truncated
+        ctx.metrics["strings_unread"] = strings.unread
         ctx.metrics["read_problems"] = list(strings.problems)
         # The last attribute names the container (``classes_``, ``emails``): a hint.
         scans = run.scan([
@@ -379,14 +388,34 @@ class PersonalDataInArtifact(Rule):
                 location=Location(reference),
                 evidence={"paths": rest},
             )
+        if strings.unread:
+            yield _unread_finding(ctx, strings)
 
 
-def _artifact_strings(ctx: RuleContext) -> ArtifactStrings:
+def _unread_finding(ctx: RuleContext, strings: ArtifactStrings) -> Finding:
+    """The cap was hit: say so, and how much was not analysed, so a clean result is honest."""
+    return ctx.finding(
+        key="strings-unread",
+        title=f"{strings.unread} strings in the model file were not analysed",
+        message=f"the model file holds {strings.total + strings.unread} strings; the first "
+        f"{strings.total} were analysed (max_strings) and {strings.unread} were left unread, "
+        "so personal data among them would not be reported",
+        severity=Severity.INFO,
+        location=Location(ctx.subject.model.reference),
+        evidence={"strings_analysed": strings.total, "strings_unread": strings.unread},
+    )
+
+
+def _artifact_strings(ctx: RuleContext, max_strings: int) -> ArtifactStrings:
     path = ctx.subject.model.path
     assert path is not None
     if ctx.subject.model.format is ModelFormat.ONNX:
-        return strings_in_onnx(path)
-    return strings_in_file(path, time_budget_s=max(1.0, ctx.deadline - time.monotonic()))
+        return strings_in_onnx(path, max_strings=max_strings)
+    return strings_in_file(
+        path,
+        time_budget_s=max(1.0, ctx.deadline - time.monotonic()),
+        max_strings=max_strings,
+    )
 
 
 class PersonalDataInOutputs(Rule):

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import poisson
 
 from mlaudit.controls import INVERSION, MEMBERSHIP
 from mlaudit.errors import ConfigError
@@ -166,13 +167,16 @@ def _evaluate(
     ctx: RuleContext, attacks: Sequence[AttackScores], member: np.ndarray, stats: _Statistics
 ) -> list[AttackEvaluation]:
     rng = privacy_rng(ctx.seed, "bootstrap")
+    # The FPR the high criterion is judged at on a small holdout is measured too.
+    judged = stats.thresholds.judged_fpr(int((~member).sum()))
+    levels = tuple(sorted({*stats.fpr_levels, *([] if judged is None else [judged])}))
     evaluations = []
     for attack in attacks:
         ctx.check_budget()
         evaluations.append(
             evaluate_attack(
                 attack.name, attack.scores, member, rng,
-                fpr_levels=stats.fpr_levels, resamples=stats.resamples,
+                fpr_levels=levels, resamples=stats.resamples,
                 confidence=stats.confidence,
             )
         )
@@ -231,16 +235,27 @@ def _membership_report(
         )
     gate = best.tpr_at(stats.thresholds.high_at_fpr)
     if gate is not None and gate.interval is None:
+        judged = stats.thresholds.judged_fpr(best.non_members)
+        instead = (
+            "Only the AUC criterion was applied"
+            if judged is None
+            else f"The high criterion was judged at {judged:.2%} FPR instead, the smallest "
+            f"this holdout evaluates, against a TPR bound of "
+            f"{stats.thresholds.tpr_threshold(judged):.1%}"
+        )
         yield ctx.finding(
             key="low-fpr-not-evaluable",
             title="TPR at the gate's false-positive rate could not be measured",
             message=f"TPR at {stats.thresholds.high_at_fpr:.1%} FPR needs at least "
             f"{gate.needs_rows} holdout rows (and as many training rows); the evaluation has "
-            f"{best.non_members}. Only the AUC criterion was applied; supply more holdout "
-            "rows or raise `high_at_fpr`.",
+            f"{best.non_members}. {instead}; supply more holdout rows for the full test.",
             severity=Severity.INFO,
             location=Location(model),
-            evidence={"needs_holdout_rows": gate.needs_rows, "non_members": best.non_members},
+            evidence={
+                "needs_holdout_rows": gate.needs_rows,
+                "non_members": best.non_members,
+                "judged_at_fpr": judged,
+            },
         )
 
 
@@ -259,9 +274,13 @@ class ReferenceFreeMembershipInference(Rule):
     Every attack is listed with its AUC and its TPR at low false-positive rates, each with a
     confidence interval (stratified bootstrap; Clopper-Pearson for TPR), and its ROC curve;
     the strongest is reported. TPR at an FPR of ``a`` is reported only with at least
-    ``10 / a`` non-members; otherwise the result says how many holdout rows it needs. Holdout
-    rows that also occur in train are excluded from the non-members and reported. Models
-    without probabilities get the label-only attacks.
+    ``10 / a`` non-members; otherwise the result says how many holdout rows it needs. Tied
+    scores (a 1-nearest-neighbour model, a single tree, a forest's probability of exactly 1)
+    are ordered at random with the run seed, so a tied block cannot hide a leak at low FPR.
+    Holdout rows that also occur in train are excluded from the non-members and reported:
+    as information when rows repeat within the files often enough for chance to explain
+    them (coarse, categorical data), low when beyond chance, medium beyond 1% of the holdout.
+    Models without probabilities get the label-only attacks.
 
     **Why it matters**: membership itself is personal data (being in a hospital's training
     set says you were a patient), and it is the first step of stronger attacks. Reporting the
@@ -276,7 +295,10 @@ class ReferenceFreeMembershipInference(Rule):
 
     **Options**: the thresholds are applied to confidence bounds: high when the lower bound of
     TPR at ``high_at_fpr`` (0.01) exceeds ``high_tpr_lower_bound`` (0.05), medium when the lower
-    bound of the AUC exceeds ``medium_auc_lower_bound`` (0.6). ``fpr_levels`` ([0.001, 0.01,
+    bound of the AUC exceeds ``medium_auc_lower_bound`` (0.6). A holdout too small for
+    ``high_at_fpr`` (under 1,000 non-members at 1%) is judged at the smallest FPR it evaluates,
+    10 / non-members (up to 10%), against ``high_tpr_lower_bound`` scaled by the same factor:
+    600 holdout rows judge TPR at 1.67% FPR against 8.3%. ``fpr_levels`` ([0.001, 0.01,
     0.1]) are the false-positive rates reported, each only with at least 10 / rate
     non-members. ``confidence`` (0.95) is the level of every interval, ``bootstrap`` (1000) the
     resamples per interval, ``max_rows`` (10000) the members evaluated at most (and as many
@@ -332,21 +354,52 @@ class ReferenceFreeMembershipInference(Rule):
         )
 
 
+# An overlap beyond chance at this significance is a leak; below it, chance explains it.
+_OVERLAP_SIGNIFICANCE = 0.001
+# The share of holdout rows above which a leak inflates holdout accuracy noticeably.
+_OVERLAP_MEDIUM_SHARE = 0.01
+
+
+def _overlap_severity(data: MembershipData, holdout_rows: int) -> Severity:
+    """Info when chance explains the overlap; low for a real but small one; medium beyond 1%.
+
+    Rows are excluded from the evaluation either way: whatever their cause, they are members.
+    """
+    beyond_chance = poisson.sf(data.overlap_rows - 1, data.expected_overlap)
+    if beyond_chance >= _OVERLAP_SIGNIFICANCE:
+        return Severity.INFO
+    if data.overlap_rows < _OVERLAP_MEDIUM_SHARE * holdout_rows:
+        return Severity.LOW
+    return Severity.MEDIUM
+
+
 def _overlap_finding(ctx: RuleContext, data: MembershipData) -> Iterator[Finding]:
     if not data.overlap_rows:
         return
     holdout = ctx.subject.dataset("holdout")
     assert holdout is not None
+    severity = _overlap_severity(data, holdout.rows)
+    chance = (
+        f"Chance explains this: rows repeat within the files often enough to predict "
+        f"{data.expected_overlap:.1f} shared rows between independent samples."
+        if severity is Severity.INFO
+        else f"Chance predicts {data.expected_overlap:.1f} such rows (from the repeats within "
+        "each file): the holdout shares records with the training data. If it is also used "
+        "to report accuracy, that accuracy is inflated too."
+    )
     yield ctx.finding(
         key="train-holdout-overlap",
         title="Holdout rows also occur in the training data",
         message=f"{data.overlap_rows} of {holdout.rows} holdout rows have the same model inputs "
         "and label as a training row. They are members, not non-members: they were excluded "
-        "from the evaluation, which would otherwise be invalid. If the holdout is also used "
-        "to report accuracy, that accuracy is inflated too.",
-        severity=Severity.MEDIUM,
+        f"from the evaluation, which would otherwise be invalid. {chance}",
+        severity=severity,
         location=Location(str(holdout.path)),
-        evidence={"rows": data.overlap_rows, "holdout_rows": holdout.rows},
+        evidence={
+            "rows": data.overlap_rows,
+            "holdout_rows": holdout.rows,
+            "expected_by_chance": round(data.expected_overlap, 2),
+        },
         artifact_key="holdout",
     )
 
@@ -376,7 +429,8 @@ class ReferenceModelMembershipInference(Rule):
     labels instead of probabilities.
 
     **Options**: ``references`` is the number of reference models (default from the profile:
-    quick 4, standard 8, thorough 32); ``n_jobs`` the joblib workers (-1: all cores). The
+    quick 4, standard 8, thorough 32; quick is a smoke test that every rule can run, too few
+    references to clear a model); ``n_jobs`` the joblib workers (-1: all cores). The
     thresholds and statistics options are those of MLA301: ``fpr_levels``, ``high_at_fpr``,
     ``high_tpr_lower_bound``, ``medium_auc_lower_bound``, ``confidence``, ``bootstrap``,
     ``max_rows``.

@@ -1,4 +1,5 @@
-"""Model folders: MLflow models (an ``MLmodel`` file) and Hugging Face model folders.
+"""Model folders: MLflow models (an ``MLmodel`` file), Hugging Face model folders and
+TensorFlow SavedModels (a ``saved_model.pb``).
 
 A folder is audited by what its loader would touch: every file it contains is scanned by the
 scanner for its own format, and the folder's metadata is read for code the loader would import
@@ -22,6 +23,8 @@ from mlaudit.scanners.report import (
     ArtifactIssue,
     FormatReport,
 )
+from mlaudit.scanners.savedmodel import FORMAT as SAVEDMODEL_FORMAT
+from mlaudit.scanners.savedmodel import PROTO_FILE, scan_savedmodel
 
 FileScanner = Callable[[Path], FormatReport | None]
 HF_PICKLE_WEIGHTS = ("pytorch_model.bin", "training_args.bin", "optimizer.pt", "scheduler.pt")
@@ -35,7 +38,7 @@ class FolderError(ValueError):
 
 
 def is_model_folder(path: Path) -> bool:
-    return (path / "MLmodel").is_file() or (path / "config.json").is_file()
+    return any((path / name).is_file() for name in ("MLmodel", "config.json", PROTO_FILE))
 
 
 def scan_model_folder(path: Path, scan_file: FileScanner) -> FormatReport:
@@ -48,16 +51,33 @@ def scan_model_folder(path: Path, scan_file: FileScanner) -> FormatReport:
         report = FormatReport("mlflow", issues=tuple(_mlflow_issues(path)))
     elif (path / "config.json").is_file():
         report = FormatReport("huggingface", issues=tuple(_huggingface_issues(path)))
+    elif (path / PROTO_FILE).is_file():
+        report = FormatReport(SAVEDMODEL_FORMAT)
     else:
-        raise FolderError(f"{path} has neither an MLmodel file nor a config.json")
+        raise FolderError(
+            f"{path} has neither an MLmodel file, a config.json nor a {PROTO_FILE}"
+        )
     for relative, issue_or_file in _walk(path):
         if isinstance(issue_or_file, ArtifactIssue):
             report = report.merged(FormatReport("", issues=(issue_or_file,)))
             continue
-        found = scan_file(issue_or_file)
+        found = _scan_member(issue_or_file, scan_file)
         if found is not None:
             report = report.merged(prefixed_report(found, relative))
     return report
+
+
+def _scan_member(path: Path, scan_file: FileScanner) -> FormatReport | None:
+    """``scan_file``'s report, and for a ``saved_model.pb`` also the SavedModel walk:
+    TensorFlow reads that file by its name, so content that does not sniff as a SavedModel
+    is still what it would parse (and unscannable if it does not walk)."""
+    found = scan_file(path)
+    if path.name != PROTO_FILE or (
+        found is not None and found.format_detail.startswith(SAVEDMODEL_FORMAT)
+    ):
+        return found
+    walked = scan_savedmodel(path)
+    return walked if found is None else found.merged(walked)
 
 
 def _walk(root: Path) -> Iterator[tuple[str, ArtifactIssue | Path]]:

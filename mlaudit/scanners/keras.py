@@ -11,8 +11,10 @@ What Keras would run or import when it rebuilds the model from that config (MLA1
   activation, a loss), saved as marshalled Python bytecode: Keras 3 writes
   ``{"class_name": "__lambda__", "config": {"code": <base64>, ...}}`` (or ``{"value": [code,
   defaults, closure]}`` outside a Lambda layer); tf.keras 2 wrote the ``[code, defaults,
-  closure]`` list directly in the layer config with ``"function_type": "lambda"``. Keras refuses
-  these only under ``safe_mode=True``, which one argument turns off. HIGH.
+  closure]`` list directly in the layer config with ``"function_type": "lambda"``; older Keras
+  versions wrote no ``function_type`` and unmarshalled any string or list there, so such a
+  value is code too. Keras refuses these only under ``safe_mode=True``, which one argument
+  turns off (and older versions have no safe mode). HIGH.
 * any object whose ``module`` is outside the Keras packages: Keras 3 ``import_module``-s it and
   takes ``class_name`` from it, so the file chooses a module to import. MEDIUM, HIGH when the
   module is one the pickle policy calls dangerous (``os``, ``builtins``, ``subprocess``...).
@@ -592,7 +594,7 @@ def _check_object(obj: dict[str, Any], where: _Where, issues: IssueCollector,
     class_name: str = obj["class_name"]
     config = obj.get("config")
     if class_name == "__lambda__":
-        _report_bytecode(_lambda_code(config), where, issues, member, legacy=False)
+        _report_bytecode(_lambda_code(config), where, issues, member, form="Keras 3 __lambda__")
     elif class_name == "Lambda" and isinstance(config, dict):
         _check_legacy_lambda(config, where, issues, member)
     elif class_name in _TF_OP_LAMBDAS:
@@ -623,7 +625,13 @@ def _lambda_code(config: object) -> object:
 
 def _check_legacy_lambda(config: dict[str, Any], where: _Where, issues: IssueCollector,
                          member: str | None) -> None:
-    """tf.keras 2 Lambda layers keep bytecode (or a function name) in the layer config."""
+    """tf.keras 2 and older Lambda layers keep bytecode (or a function name) in the config.
+
+    tf.keras 2 says which with ``function_type``; older Keras versions wrote no type and
+    ``func_load``-ed any string or ``[code, defaults, closure]`` list as marshalled bytecode
+    (base64, or raw before Keras 2.1.2). So a code-shaped value counts as code unless its type
+    says it is a function name (``function``) or plain data (``raw``).
+    """
     for field, type_field in (("function", "function_type"), ("output_shape",
                                                                 "output_shape_type")):
         value = config.get(field)
@@ -631,9 +639,11 @@ def _check_legacy_lambda(config: dict[str, Any], where: _Where, issues: IssueCol
             continue  # Keras 3 form: the __lambda__ object is checked on its own
         kind = config.get(type_field)
         field_where = where.into_field(field)
-        if kind == "lambda" or (field == "function" and isinstance(value, list) and value
-                                and isinstance(value[0], str)):
-            _report_bytecode(value, field_where, issues, member, legacy=True)
+        if kind == "lambda":
+            _report_bytecode(value, field_where, issues, member, form="tf.keras 2 Lambda")
+        elif kind not in ("function", "raw") and _code_shaped(value):
+            form = "Lambda without function_type" if kind is None else f"Lambda of type {kind!r}"
+            _report_bytecode(value, field_where, issues, member, form=f"legacy Keras {form}")
         elif field == "function" and kind == "function" and isinstance(value, str):
             module = config.get("module")
             qualified = f"{module}.{value}" if isinstance(module, str) else value
@@ -646,16 +656,24 @@ def _check_legacy_lambda(config: dict[str, Any], where: _Where, issues: IssueCol
             ))
 
 
+def _code_shaped(value: object) -> bool:
+    """A string, or a list led by one: what Keras's ``func_load`` unmarshals."""
+    return isinstance(value, str) or (
+        isinstance(value, list) and bool(value) and isinstance(value[0], str)
+    )
+
+
 def _report_bytecode(code: object, where: _Where, issues: IssueCollector, member: str | None,
-                     *, legacy: bool) -> None:
+                     *, form: str) -> None:
     evidence = _bytecode_evidence(code)
-    evidence["format"] = "tf.keras 2 Lambda" if legacy else "Keras 3 __lambda__"
+    evidence["format"] = form
     in_lambda = where.fields in (("config", "function"), ("function",))
     owner = "Lambda layer" if in_lambda else "config value"
     issues.add(ArtifactIssue(
         CODE_RULE, where.key("keras-lambda"), "Keras config holds Python bytecode",
         f"{owner} at {where.pointer()} holds a marshalled Python function; Keras runs it when "
-        "the model is loaded with safe_mode=False (or unsafe deserialization enabled)",
+        "the model is loaded with safe_mode=False (or unsafe deserialization enabled, or by a "
+        "Keras version without safe mode)",
         Severity.HIGH, member, where.pointer(omit_field=in_lambda), evidence,
     ))
 

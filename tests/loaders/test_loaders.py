@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -115,3 +118,139 @@ def test_entry_point_errors_are_input_errors(
         load("broken_model:model")
     with pytest.raises(InputError, match="has no missing"):
         load("json:missing")
+
+
+# ============================================================================================
+# Memory safety after loading: no array's dtype may hide object pointers from numpy.
+
+# Run in a child process: a forged array may crash the interpreter if anything reads it, so
+# the test process never holds one. The child builds the sample, proves it is live (numpy
+# accepted a dtype with object fields but no object flag, reading metadata only), then hands
+# the loaded object to the check and prints what happened.
+_FORGED_IN_CHILD = """
+import pickle, sys
+import numpy as np
+from tests.loaders.test_loaders import forged_object_pointer_pickle
+from mlaudit.loaders.array_safety import UnsafeArray, check_loaded
+
+data = forged_object_pointer_pickle()
+if sys.argv[1] == "write":
+    open(sys.argv[2], "wb").write(data)
+    sys.exit(0)
+model = pickle.loads(data)  # builds the forgery from allowlisted numpy constructors only
+forged = model["classes_"]
+assert forged.dtype.fields["a"][0] == np.dtype("O") and not forged.dtype.hasobject, "not live"
+try:
+    check_loaded(model, "sample")
+except UnsafeArray as error:
+    print("REFUSED", error)
+else:
+    print("ACCEPTED")
+"""
+
+
+def forged_object_pointer_pickle() -> bytes:
+    """A pickle, made of allowlisted numpy constructors only, of an array whose dtype has two
+    object fields but flags of 0: numpy reads the 0x41 bytes after it as object pointers."""
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # numpy 1.x
+        from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
+
+    object_fields = {"a": (np.dtype("O"), 0), "b": (np.dtype("O"), 8)}
+
+    class ForgedDtype:
+        def __reduce__(self) -> tuple[object, ...]:
+            return np.dtype, ("V16", False, True), (3, "|", None, ("a", "b"), object_fields,
+                                                    16, 1, 0)
+
+    class ForgedArray:
+        def __reduce__(self) -> tuple[object, ...]:
+            return _frombuffer, (b"\x41" * 32, ForgedDtype(), (2,), "C")
+
+    return pickle.dumps({"classes_": ForgedArray(), "coef_": np.zeros(3)}, protocol=4)
+
+
+def _child(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _FORGED_IN_CHILD, *args], capture_output=True, text=True,
+        timeout=120, check=False, cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_a_forged_object_dtype_is_refused_before_anything_reads_it() -> None:
+    result = _child("check")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("REFUSED"), result.stdout
+    assert "object fields but does not carry numpy's object flag" in result.stdout
+    assert "model['classes_']" in result.stdout
+
+
+_LOAD_IN_CHILD = """
+import sys
+from mlaudit.errors import InputError
+from mlaudit.loaders import loader_for
+from mlaudit.subject import open_model
+artifact = open_model(sys.argv[1], frozenset())
+try:
+    load = loader_for(artifact.format)
+    load(artifact, trusted=sys.argv[2] == "trusted", extra_allowed=frozenset())
+except InputError as error:
+    print("INPUT ERROR", error)
+"""
+
+
+@pytest.mark.parametrize("trust", ["untrusted", "trusted"])
+def test_the_pickle_loader_refuses_a_forged_dtype_even_when_trusted(
+    tmp_path: Path, trust: str
+) -> None:
+    """Behind the gate (which refuses the file statically) the loader checks the loaded object:
+    --trust-model vouches for code, and a forged pointer is never legitimate."""
+    path = tmp_path / "forged.pkl"
+    assert _child("write", str(path)).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_IN_CHILD, str(path), trust], capture_output=True,
+        text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("INPUT ERROR"), result.stdout
+    assert "refusing to read the model" in result.stdout
+
+
+def _fitted_models() -> dict[str, object]:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame({"x": rng.normal(size=200), "colour": rng.choice(["r", "g"], 200)})
+    labels = np.array(["yes", "no"], dtype=object)[(features["x"] > 0).astype(int)]
+    numeric = features[["x"]].to_numpy()
+    encode = make_column_transformer((OneHotEncoder(), ["colour"]), (StandardScaler(), ["x"]))
+    return {
+        "random_forest": RandomForestClassifier(n_estimators=5, random_state=0).fit(
+            numeric, labels),
+        "hist_gradient_boosting": HistGradientBoostingClassifier(max_iter=5).fit(
+            numeric, labels),
+        "pipeline": make_pipeline(encode, LogisticRegression()).fit(features, labels),
+    }
+
+
+@pytest.mark.parametrize("name", ["random_forest", "hist_gradient_boosting", "pipeline"])
+def test_real_models_pass_the_array_check(name: str) -> None:
+    from mlaudit.loaders.array_safety import check_loaded
+
+    model = pickle.loads(pickle.dumps(_fitted_models()[name]))
+    assert check_loaded(model, name) > 10
+
+
+def test_structured_and_object_arrays_of_real_models_pass() -> None:
+    from mlaudit.loaders.array_safety import check_loaded, object_fields_consistent
+
+    mixed = np.zeros(2, dtype=[("name", "O"), ("weight", "f8"), ("pair", "O", (2,))])
+    assert object_fields_consistent(mixed.dtype) is None
+    nested = np.empty(2, dtype=object)
+    nested[0], nested[1] = np.arange(3), {"inner": mixed}
+    assert check_loaded({"values": nested, "scalar": np.float64(1.0)}, "sample") >= 4

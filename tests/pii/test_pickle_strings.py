@@ -124,3 +124,35 @@ def test_mutated_streams_never_crash_the_reader(seed: bytes, edits: list[Edit]) 
     for path, strings in found.by_path:
         assert isinstance(path, str)
         assert all(isinstance(s, str) for s in strings)
+
+
+def _many_strings(count: int) -> bytes:
+    """A pickle of ``count`` short distinct strings (the shape that made MLA402 slow)."""
+    return pickle.dumps([f"token{index:07d}" for index in range(count)], protocol=4)
+
+
+def test_the_cap_keeps_the_first_strings_and_counts_the_rest() -> None:
+    found = strings_in_bytes(_many_strings(5_000), max_strings=1_000)
+    assert found.total == 1_000
+    assert found.unread == 4_000
+    assert found.truncated
+    (_, strings), = found.by_path
+    assert strings[:2] == ("token0000000", "token0000001")
+
+
+def test_under_the_cap_nothing_is_unread() -> None:
+    found = strings_in_bytes(_many_strings(500), max_strings=1_000)
+    assert (found.total, found.unread, found.truncated) == (500, 0, False)
+
+
+def test_the_walk_is_linear_in_the_strings() -> None:
+    """Ten times the strings may cost at most about ten times the time (with slack for noise)."""
+    import time
+
+    timings = []
+    for count in (20_000, 200_000):
+        data = _many_strings(count)
+        start = time.perf_counter()
+        strings_in_bytes(data, max_strings=count)
+        timings.append(time.perf_counter() - start)
+    assert timings[1] < 20 * max(timings[0], 0.01), timings

@@ -127,3 +127,19 @@ def test_same_generator_state_same_evaluation() -> None:
         for _ in range(2)
     )
     assert first == second
+
+
+def test_a_tied_block_is_split_at_random_so_low_fpr_keeps_its_bound() -> None:
+    # Every member and half the non-members tie at the top score: never split, no threshold
+    # has FPR <= 10%; split at random, about 20% of members come before 10% of non-members.
+    values = np.r_[np.ones(1000), np.ones(500), np.zeros(500)]
+    member = np.r_[np.ones(1000, bool), np.zeros(1000, bool)]
+    assert tpr_at_fpr(values[member], values[~member], 0.1) == 0.0
+    evaluation = evaluate_attack(
+        "tied", values, member, np.random.default_rng(0), fpr_levels=(0.1,), resamples=200
+    )
+    [measured] = evaluation.tpr_at_fpr
+    assert measured.interval is not None
+    assert measured.interval.estimate == pytest.approx(0.2, abs=0.01)
+    assert measured.interval.low > 0.15
+    assert evaluation.auc.estimate == pytest.approx(auc(values[member], values[~member]), abs=0.02)

@@ -43,9 +43,23 @@ def test_mla102_fires_on_unreviewed_class(run_cli: Runner, tmp_path: Path) -> No
     path.write_bytes(pickle.dumps(Custom()))
     result = run_cli("scan", path, "--select", "MLA102")
     [finding] = result.result("MLA102")["findings"]
-    assert finding["severity"] == "medium"
+    assert finding["severity"] == "high"
     assert finding["evidence"]["import"] == "tests.rules.test_artifact.Custom"
-    assert result.exit_code == 0  # medium is under the default fail-on
+    assert 'allow_globals = ["tests.rules.test_artifact.Custom"]' in finding["message"]
+    # The gate refuses the file, so a CI job that runs only the artifact rules fails too.
+    assert result.exit_code == 1
+
+
+def test_mla102_for_a_class_of_the_saving_script(run_cli: Runner, tmp_path: Path) -> None:
+    """A user's class pickled from a script is unreviewed (MLA102), not an escape (MLA101)."""
+    path = tmp_path / "script_class.pkl"
+    path.write_bytes(b"\x80\x04c__main__\nDivideColumns\n)\x81.")
+    result = run_cli("scan", path, "--select", "MLA1")
+    assert result.result("MLA101")["findings"] == []
+    [finding] = result.result("MLA102")["findings"]
+    assert finding["severity"] == "high"
+    assert 'allow_globals = ["__main__.DivideColumns"]' in finding["message"]
+    assert result.exit_code == 1
 
 
 def test_mla102_quiet_on_a_real_model(run_cli: Runner, workspace: Workspace) -> None:
@@ -62,7 +76,8 @@ def test_fingerprint_is_stable_when_offsets_move(run_cli: Runner, tmp_path: Path
     fingerprints = []
     for path in (first, second):
         finding = run_cli("scan", path, "--select", "MLA102").result("MLA102")["findings"][0]
-        fingerprints.append(finding["fingerprint"])
+        # The rule's own fingerprint; the scoped one also binds the model's bytes.
+        fingerprints.append(finding["unscoped_fingerprint"])
     assert fingerprints[0] == fingerprints[1]
 
 

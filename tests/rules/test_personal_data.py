@@ -232,6 +232,20 @@ def test_mla402_reads_onnx_string_attributes(tmp_path: Path) -> None:
     )
 
 
+def test_mla402_caps_the_strings_it_analyses_and_says_so(files: Files, tmp_path: Path) -> None:
+    path = tmp_path / "many.pkl"
+    strings = ["ann@example.com", *(f"token{index:05d}" for index in range(3_000))]
+    path.write_bytes(pickle.dumps({"addresses": strings}, protocol=4))
+    options = {"MLA402": {"max_strings": 1_000}}
+    result = _result(_audit(path, files.personal, [PersonalDataInArtifact], options), "MLA402")
+    assert result.metrics["strings"] == 1_000
+    assert result.metrics["strings_unread"] == 2_002  # the key "addresses" is a string too
+    unread = [f for f in result.findings if "not analysed" in f.title]
+    assert [f.severity for f in unread] == [Severity.INFO]
+    assert unread[0].evidence["strings_unread"] == 2_002
+    assert any(f.location.pointer == "[#0]" for f in result.findings)  # the address was read
+
+
 # --------------------------------------------------------------------------- MLA403
 
 

@@ -23,6 +23,7 @@ from mlaudit.rules.privacy import (
 )
 from mlaudit.subject import Subject, build_subject
 from tests.privacy.fixtures import (
+    FEATURES,
     ROWS,
     TARGET,
     audit,
@@ -173,6 +174,44 @@ def test_overlapping_rows_are_reported_and_excluded(tmp_path: Path) -> None:
     assert results["MLA302"].metrics["overlapping_rows_excluded"] == 60
 
 
+def _coarse_frame(rows: int, seed: int) -> pd.DataFrame:
+    """Small integer features and a label: 2,592 possible rows, so people share rows."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.integers(0, 6, (rows, len(FEATURES))), columns=list(FEATURES))
+    frame[TARGET] = rng.integers(0, 2, rows)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("leaked", "severity"), [(0, "info"), (4, "low"), (40, "medium")]
+)
+def test_overlap_is_judged_against_what_chance_predicts(
+    tmp_path: Path, leaked: int, severity: str
+) -> None:
+    """Continuous data shares no row by chance: 4 shared rows of 1,200 are a real, small leak,
+    40 a large one. Coarse data shares hundreds by chance: that is information, not a leak.
+    (The issue's case, 2 shared rows in 1,200 called medium, is the middle of these.)"""
+    if leaked:
+        train = noisy_frame(1200, 1)
+        holdout = pd.concat([noisy_frame(1200 - leaked, 2), train.iloc[:leaked]])
+    else:
+        train, holdout = _coarse_frame(1200, 1), _coarse_frame(1200, 2)
+    subject = write_subject(tmp_path, regularised(), train, holdout.reset_index(drop=True))
+    result = audit(subject, [ReferenceFreeMembershipInference], {"MLA301": FAST})["MLA301"]
+    overlap = next(f for f in result.findings if f.title.startswith("Holdout rows also occur"))
+    assert overlap.severity.value == severity
+    expected, rows = overlap.evidence["expected_by_chance"], overlap.evidence["rows"]
+    assert isinstance(expected, float)
+    assert isinstance(rows, int)
+    if leaked:
+        assert rows == leaked
+        assert expected == 0.0
+    else:
+        assert 300 < rows < 600  # about 1 - (1 - 1/2592)^1200 of them
+        assert 300 < expected < 600
+        assert "Chance explains this" in overlap.message
+
+
 def test_schema_difference_invalidates_the_evaluation(tmp_path: Path) -> None:
     train, holdout = noisy_frame(300, 1), noisy_frame(300, 2)
     model = forest().fit(train.drop(columns=[TARGET]).to_numpy(), train[TARGET])
@@ -315,3 +354,60 @@ def test_mla303_skips_without_configuration_or_model_input(tmp_path: Path) -> No
     not_input = audit(rebuilt, [AttributeInference], options)["MLA303"]
     assert not_input.status is Status.SKIPPED
     assert "'ethnicity' is not a model input" in (not_input.reason or "")
+
+
+# 600 holdout rows: too few for TPR at 1% FPR (1,000 needed), the case that used to pass.
+SMALL_HOLDOUT = 600
+
+
+@pytest.fixture(scope="module")
+def small_holdout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, RuleResult]]:
+    """A memorising forest and a regularised model, each with only 600 holdout rows."""
+    options = {"MLA301": FAST, "MLA302": FAST_REFERENCES}
+    return {
+        name: audit(
+            write_subject(
+                tmp_path_factory.mktemp(name), model, frame(2 * SMALL_HOLDOUT, 1),
+                frame(SMALL_HOLDOUT, 2),
+            ),
+            MEMBERSHIP,
+            options,
+        )
+        for name, model, frame in (
+            ("leaky", forest(), noisy_frame), ("quiet", regularised(), clean_frame)
+        )
+    }
+
+
+@pytest.mark.parametrize("rule_id", ["MLA301", "MLA302"])
+def test_small_holdout_is_judged_at_its_smallest_evaluable_fpr(
+    small_holdout: dict[str, dict[str, RuleResult]], rule_id: str
+) -> None:
+    leaky, quiet = small_holdout["leaky"][rule_id], small_holdout["quiet"][rule_id]
+    severities = [f.severity.value for f in leaky.findings]
+    assert severities == ["high", "info"]
+    judged = 10 / SMALL_HOLDOUT
+    assert "1.7% false positives" in leaky.findings[0].message
+    assert "scaled from 5.0% at 1.0%" in leaky.findings[0].message
+    assert leaky.findings[1].evidence["judged_at_fpr"] == pytest.approx(judged)
+    points = {t["fpr"]: t for t in _metrics(leaky)["tpr_at_fpr"]}
+    assert points[judged]["evaluable"]
+    assert points[judged]["low"] > 0.05 * judged / 0.01
+    # The same holdout size does not turn a model that does not leak into a finding.
+    assert [f.severity.value for f in quiet.findings] == ["info"]
+
+
+def test_tied_scores_do_not_erase_the_low_fpr_bound(tmp_path: Path) -> None:
+    """A 1-nearest-neighbour model gives every member probability 1 and so does it for many
+    non-members: one tied block. Broken at random, the block still shows the leak."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    subject = write_subject(
+        tmp_path, KNeighborsClassifier(n_neighbors=1), noisy_frame(ROWS, 1),
+        noisy_frame(ROWS, 2),
+    )
+    result = audit(subject, [ReferenceFreeMembershipInference], {"MLA301": FAST})["MLA301"]
+    loss = _attack(result, "loss")
+    at_10 = next(t for t in loss["tpr_at_fpr"] if t["fpr"] == 0.1)
+    # Half the non-members tie with every member: about 20% of members before 10% of them.
+    assert at_10["low"] > 0.15

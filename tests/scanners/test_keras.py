@@ -174,7 +174,9 @@ function(0)
 # This test deliberately executes our own harmless payloads (each only creates a canary file in
 # pytest's temporary directory), in a child process, to prove each sample is live.
 @pytest.mark.parametrize("name", ["keras_lambda_zip", "keras_nested_lambda_zip",
-                                  "keras_h5_lambda", "keras_unsafe_mode_switch"])
+                                  "keras_h5_lambda", "keras_unsafe_mode_switch",
+                                  "keras_h5_lambda_without_type",
+                                  "keras_zip_legacy_lambda_list"])
 def test_bytecode_sample_is_live(name: str, tmp_path: Path) -> None:
     canary = tmp_path / f"{name}.canary"
     [sample] = build_hostile_formats(tmp_path / "corpus", canary, [name])
@@ -309,6 +311,26 @@ def test_legacy_lambda_variants(tmp_path: Path) -> None:
         ("keras-lambda-function:named", Severity.MEDIUM),
         ("keras-lambda:named.output_shape", Severity.HIGH),
     }
+
+
+@pytest.mark.parametrize(("fields", "severity"), [
+    ({"function": _CODE}, Severity.HIGH),
+    ({"function": [_CODE, None, None]}, Severity.HIGH),
+    ({"function": _CODE, "function_type": "Lambda"}, Severity.HIGH),
+    ({"function": "mine", "function_type": "function"}, Severity.MEDIUM),
+    ({"function": None, "output_shape": _CODE}, Severity.HIGH),
+    ({"function": None, "output_shape": [4], "output_shape_type": "raw"}, None),
+    ({"function": "name", "function_type": "raw"}, None),
+], ids=["string-no-type", "list-no-type", "unknown-type", "named", "shape-no-type",
+        "raw-shape", "raw-function"])
+def test_lambda_without_function_type(tmp_path: Path, fields: dict[str, Any],
+                                      severity: Severity | None) -> None:
+    """Older Keras unmarshals a Lambda's string or list whatever its type says, or without one."""
+    layer = {"class_name": "Lambda", "config": {"name": "old", **fields}}
+    path = tmp_path / "m.h5"
+    write_keras_h5(path, legacy_sequential([legacy_dense("dense", 4), layer]))
+    issues = scan_keras_h5(path).issues
+    assert [issue.severity for issue in issues] == ([severity] if severity else [])
 
 
 def test_training_config_is_walked(tmp_path: Path) -> None:
