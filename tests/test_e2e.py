@@ -30,7 +30,8 @@ def test_every_hostile_sample_is_flagged_high_blocked_and_never_run(
         if r["rule_id"].startswith("MLA1")
         for f in r["findings"]
     ]
-    wanted = {"critical"} if sample.expected_import else {"high", "critical"}
+    dangerous = sample.expected_import and sample.expected_verdict == "dangerous"
+    wanted = {"critical"} if dangerous else {"high", "critical"}
     assert any(f["severity"] in wanted for f in findings), findings
     assert result.report["subject"]["model"]["load"]["status"] == "blocked"
     assert result.result("MLA702")["status"] == "skipped"

@@ -389,6 +389,9 @@ def apply_container_op(opcode: pickletools.OpcodeInfo, arg: object, frame: Frame
             raise _impossible("a set member")
         if name == "FROZENSET":
             stack.append(object())
+        elif type(target) is list and name != "ADDITEMS":
+            # numpy fills object arrays from such lists: their length is checked against shape.
+            target.extend(items)
     elif name == "POP":
         frame.discard()
     elif name == "POP_MARK":
@@ -782,8 +785,26 @@ class _Walker:
             return
         target.state = state
         array_state = state if isinstance(state, tuple) and len(state) >= 5 else None
-        if func in _ARRAY_STATES and array_state and not isinstance(array_state[4], list):
+        if func not in _ARRAY_STATES or not array_state:
+            return
+        if isinstance(array_state[4], list):
+            self._check_object_list(array_state[1], array_state[4], pos)
+        else:
             self._check_raw_array(array_state[2], pos, "an ndarray state of raw bytes")
+
+    def _check_object_list(self, shape: object, items: list[object], pos: int) -> None:
+        """numpy fills an object array from the list without checking its length against the
+        shape, so a shorter list makes it read past the list's end."""
+        if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            self._problem("unsafe-dtype", pos, "an object array state whose shape is not literal")
+        elif math.prod(shape) != len(items):
+            self._problem(
+                "unsafe-dtype", pos,
+                f"an object array state that declares {math.prod(shape)} elements and holds "
+                f"{len(items)}",
+            )
 
     def _hold_fields(self, state: object, pos: int) -> None:
         """numpy keeps the fields dict itself: it must not be reachable to change later."""

@@ -182,8 +182,9 @@ def _dangerous_reason(module: str, name: str) -> str | None:
     ):
         return f"reaches {parts[0]} through the namespace of the script that loads the file"
     # An attribute walk such as ``sklearn.pipeline`` + ``os.system`` reaches a dangerous
-    # module through another module's namespace.
-    for start in range(len(parts) - 1):
+    # module through another module's namespace; so does a bare ``__future__`` + ``_ssl``,
+    # which hands the module object itself to whatever the pickle calls next.
+    for start in range(len(parts)):
         walked = ".".join(parts[start:])
         hit = _within(walked, DANGEROUS_MODULES) or (walked if walked in DANGEROUS_NAMES else None)
         if hit is not None:
