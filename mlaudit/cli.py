@@ -318,7 +318,9 @@ def _load_rules(settings: Settings) -> list[type[Rule]]:
     return rules
 
 
-_KIND_NAMES = {bool: "true or false", float: "a number", list: "a list", str: "a string"}
+_KIND_NAMES = {
+    bool: "true or false", float: "a number", list: "a list", str: "a string", dict: "a table",
+}
 
 
 def _kind(value: object) -> type:
@@ -327,7 +329,10 @@ def _kind(value: object) -> type:
         return bool
     if isinstance(value, int | float):
         return float
-    return list if isinstance(value, list) else str if isinstance(value, str) else object
+    for kind in (list, str, dict):
+        if isinstance(value, kind):
+            return kind
+    return object
 
 
 def _same_kind(default: object, value: object) -> bool:

@@ -112,7 +112,7 @@ def collect_charts(metrics: Mapping[str, Any]) -> list[Chart]:
                                 ),
                             ),
                         ),
-                        "perturbation (share of range)",
+                        "perturbation (robust spreads of each feature)",
                         "rows",
                     )
                 )
@@ -123,7 +123,7 @@ def collect_charts(metrics: Mapping[str, Any]) -> list[Chart]:
                 "curve",
                 "Accuracy against perturbation budget",
                 tuple(curves),
-                "ε (share of each feature's range)",
+                "ε (robust spreads of each feature)",
                 "accuracy",
             )
         )

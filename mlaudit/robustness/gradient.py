@@ -18,6 +18,8 @@ import numpy as np
 from mlaudit.model import LoadedModel
 from mlaudit.robustness.space import FeatureSpace
 
+# ART's attacks compute in float32: their results are exact to its precision, not float64's.
+ATTACK_DTYPE = np.dtype(np.float32)
 # ART clips adversarial examples to clip_values; frozen features are masked and must never be
 # clipped, so their bounds are effectively unbounded.
 _UNBOUNDED = 1e12
@@ -49,7 +51,7 @@ def _affine(space: FeatureSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offset, span, mask = np.zeros(width), np.ones(width), np.zeros(width)
     for j, column_index in enumerate(space.mutable):
         offset[column_index] = space.lower[j]
-        span[column_index] = space.upper[j] - space.lower[j]
+        span[column_index] = space.scale[j]
         mask[column_index] = 1.0
     return offset, span, mask
 
@@ -87,6 +89,13 @@ def _scaler_affine(scalers: list[Any], width: int) -> tuple[np.ndarray, np.ndarr
     return shift, scale
 
 
+def scaler_split(estimator: Any, width: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """A pipeline's leading scalers as ``(shift, scale)`` and its final estimator."""
+    scalers, last = _split_scalers(estimator)
+    shift, scale = _scaler_affine(scalers, width)
+    return shift, scale, last
+
+
 def gradient_model(model: LoadedModel, space: FeatureSpace) -> GradientModel:
     """Wrap ``model`` for ART, or raise :class:`NoGradients` with the reason."""
     if len(space.columns) != len(space.mutable) + len(space.frozen):
@@ -95,8 +104,10 @@ def gradient_model(model: LoadedModel, space: FeatureSpace) -> GradientModel:
         raise NoGradients("the model takes non-numeric inputs, which have no gradients")
     offset, span, mask = _affine(space)
     width = len(space.columns)
+    extent = np.full(width, _UNBOUNDED)
+    extent[list(space.mutable)] = space.extent
     low = np.where(mask > 0, 0.0, -_UNBOUNDED)
-    high = np.where(mask > 0, 1.0, _UNBOUNDED)
+    high = np.where(mask > 0, extent, _UNBOUNDED)
     nb_classes = len(model.classes or ())
     if model.framework == "pytorch":
         return GradientModel(
@@ -107,8 +118,7 @@ def gradient_model(model: LoadedModel, space: FeatureSpace) -> GradientModel:
             span,
             mask,
         )
-    scalers, last = _split_scalers(model.estimator)
-    shift, scale = _scaler_affine(scalers, width)
+    shift, scale, last = scaler_split(model.estimator, width)
     # model(scalers(offset + v * span)) == last((v - (shift - offset) / span) / (scale / span))
     preprocessing = ((shift - offset) / span, scale / span)
     return GradientModel(_sklearn_classifier(last, preprocessing, (low, high)), offset, span, mask)
@@ -184,7 +194,7 @@ def evade(
     epsilon: float,
     iterations: int,
 ) -> np.ndarray:
-    """ART's FGSM or PGD at ``epsilon`` (a share of each feature's range; L2 as an RMS)."""
+    """ART's FGSM or PGD at ``epsilon`` (in each feature's unit; L2 as an RMS), in float32."""
     from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
 
     dims = max(int(wrapped.mask.sum()), 1)
@@ -192,7 +202,7 @@ def evade(
     # Our L2 is a root-mean-square over mutable features; ART's is the plain Euclidean norm.
     eps = epsilon if norm == "linf" else epsilon * float(np.sqrt(dims))
     one_hot = np.eye(wrapped.classifier.nb_classes)[labels]
-    mask = np.broadcast_to(wrapped.mask, vectors.shape).astype(np.float32)
+    mask = np.broadcast_to(wrapped.mask, vectors.shape).astype(ATTACK_DTYPE)
     if method == "fgsm":
         attack = FastGradientMethod(wrapped.classifier, norm=art_norm, eps=eps)
     else:
@@ -207,5 +217,5 @@ def evade(
             num_random_init=0,
             verbose=False,
         )
-    adversarial: np.ndarray = attack.generate(vectors.astype(np.float32), y=one_hot, mask=mask)
+    adversarial: np.ndarray = attack.generate(vectors.astype(ATTACK_DTYPE), y=one_hot, mask=mask)
     return adversarial.astype(np.float64)

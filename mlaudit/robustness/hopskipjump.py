@@ -43,10 +43,20 @@ MIN_ITERATION_QUERIES = 10 + STEP_CANDIDATES + SEARCH_QUERIES
 
 @dataclass(frozen=True)
 class AttackSettings:
+    """One attack's norm and its own query budget per row.
+
+    ``donors`` nearest differently-labelled rows are tried as starting points, ``starts`` of
+    the adversarial candidates (donors and random points) are each searched towards the row
+    and the nearest result kept: cheap extra starts for piecewise-constant models (trees),
+    whose boundary estimate from one start is easily caught in a local corner.
+    """
+
     norm: str
     budget: int
     max_evals: int = 1000
     max_iterations: int = 100
+    donors: int = NEAREST_DONORS
+    starts: int = 1
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,15 @@ class _Attack:
         )
         self.adv = np.full_like(x, np.nan)
         self.found = np.zeros(len(x), dtype=bool)
+        # The oracle counts every query of the rule; this attack's budget is its own, so
+        # queries spent before it started (another norm's attack) are not charged to it.
+        self.spent = oracle.queries[rows].copy()
 
     # ------------------------------------------------------------------ helpers
 
     def remaining(self, index: np.ndarray) -> np.ndarray:
-        return np.asarray(self.settings.budget - self.oracle.queries[self.rows[index]])
+        used = self.oracle.queries[self.rows[index]] - self.spent[index]
+        return np.asarray(self.settings.budget - used)
 
     def ask(self, index: np.ndarray, points: np.ndarray, *, cached: bool = True) -> np.ndarray:
         """Adversarial verdicts for ``points`` shaped (len(index), k, dims)."""
@@ -111,28 +125,52 @@ class _Attack:
     # ------------------------------------------------------------------ phases
 
     def start(self, donors: np.ndarray, donor_outputs: np.ndarray) -> None:
-        """First adversarial point per sample: nearest differently-labelled rows, else noise."""
+        """First adversarial point per sample: nearest differently-labelled rows, else noise.
+
+        With ``starts`` above 1, random points are drawn for every sample, and the nearest
+        ``starts`` adversarial candidates are each searched towards it.
+        """
         everyone = np.arange(len(self.x))
+        pools: list[tuple[np.ndarray, np.ndarray]] = []
         if len(donors):
-            take = min(NEAREST_DONORS, len(donors))
+            take = min(self.settings.donors, len(donors))
             nearest = np.vstack(
                 [
                     self._nearest_donors(chunk, donors, donor_outputs, take)
                     for chunk in np.array_split(everyone, max(1, len(everyone) // DONOR_CHUNK))
                 ]
             )
-            usable = nearest >= 0
             candidates = donors[np.maximum(nearest, 0)]
-            answers = self.ask(everyone, candidates) & usable
-            self._adopt(everyone, candidates, answers)
-        missing = np.flatnonzero(~self.found)
-        if len(missing):
-            noise = self.rng.uniform(0.0, 1.0, size=(len(missing), RANDOM_STARTS, self.dims))
-            noise = self.space.realise(noise.reshape(-1, self.dims)).reshape(noise.shape)
-            self._adopt(missing, noise, self.ask(missing, noise))
-        placed = np.flatnonzero(self.found)
-        if len(placed):
-            self.adv[placed] = self.search(placed, self.adv[placed])
+            pools.append((candidates, self.ask(everyone, candidates) & (nearest >= 0)))
+        donated = pools[0][1].any(axis=1) if pools else np.zeros(len(everyone), dtype=bool)
+        noisy = everyone if self.settings.starts > 1 else np.flatnonzero(~donated)
+        if len(noisy):
+            shape = (len(noisy), RANDOM_STARTS, self.dims)
+            noise = self.rng.uniform(0.0, 1.0, size=shape) * self.space.extent
+            noise = self.space.realise(noise.reshape(-1, self.dims)).reshape(shape)
+            full = np.full((len(everyone), *shape[1:]), np.nan)
+            answers = np.zeros((len(everyone), RANDOM_STARTS), dtype=bool)
+            full[noisy] = noise
+            answers[noisy] = self.ask(noisy, noise)
+            pools.append((full, answers))
+        if not pools:
+            return
+        candidates = np.concatenate([p[0] for p in pools], axis=1)
+        answers = np.concatenate([p[1] for p in pools], axis=1)
+        gaps = np.where(answers, _norm(candidates - self.x[:, None, :], self.settings.norm), np.inf)
+        order = np.argsort(gaps, axis=1, kind="stable")[:, : self.settings.starts]
+        for rank in range(order.shape[1]):
+            pick = order[:, rank]
+            index = np.flatnonzero(np.isfinite(gaps[everyone, pick]))
+            if not len(index):
+                break
+            refined = self.search(index, candidates[index, pick[index]])
+            better = ~self.found[index] | (
+                _norm(refined - self.x[index], self.settings.norm)
+                < _norm(self.adv[index] - self.x[index], self.settings.norm)
+            )
+            self.adv[index[better]] = refined[better]
+            self.found[index[better]] = True
 
     def _nearest_donors(
         self, index: np.ndarray, donors: np.ndarray, donor_outputs: np.ndarray, take: int
@@ -148,15 +186,6 @@ class _Attack:
         gaps = np.where(verdict, gaps, np.inf)
         nearest = np.argsort(gaps, axis=1, kind="stable")[:, :take]
         return np.where(np.take_along_axis(gaps, nearest, axis=1) < np.inf, nearest, -1)
-
-    def _adopt(self, index: np.ndarray, candidates: np.ndarray, answers: np.ndarray) -> None:
-        """Keep, per sample, the nearest adversarial candidate."""
-        gaps = _norm(candidates - self.x[index][:, None, :], self.settings.norm)
-        gaps = np.where(answers, gaps, np.inf)
-        best = np.argmin(gaps, axis=1)
-        hit = answers[np.arange(len(index)), best]
-        self.adv[index[hit]] = candidates[np.arange(len(index)), best][hit]
-        self.found[index[hit]] = True
 
     def search(self, index: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Move each adversarial ``target`` towards x until the boundary is within θ."""
@@ -234,7 +263,7 @@ class _Attack:
             probes = self.rng.uniform(-1.0, 1.0, shape)
         probes /= np.maximum(np.sqrt(np.sum(probes**2, axis=2, keepdims=True)), 1e-12)
         origin = self.adv[index][:, None, :]
-        points = np.clip(origin + delta[:, None, None] * probes, 0.0, 1.0)
+        points = self.space.clip(origin + delta[:, None, None] * probes)
         probes = (points - origin) / delta[:, None, None]
         sign = np.where(self.ask(index, points, cached=False), 1.0, -1.0)
         mean = sign.mean(axis=1, keepdims=True)

@@ -1,7 +1,9 @@
 """What every robustness rule starts from: the attacked rows, the space, clean answers.
 
 The sample size and the per-sample query budget come from the profile (quick for CI,
-thorough for a release) unless a rule's options override them.
+thorough for a release) unless a rule's options override them. The threat model (how far an
+attacker may move each feature) is the user's to state; without one, the calibrated default ε
+applies and a breach of it is evidence for a review, not a release blocker.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlaudit.errors import ConfigError
-from mlaudit.findings import JsonValue
+from mlaudit.findings import JsonValue, Severity
 from mlaudit.model import Task
 from mlaudit.robustness.hopskipjump import AttackOutcome, AttackSettings, hop_skip_jump
 from mlaudit.robustness.oracle import ModelOutputError, Oracle
@@ -21,10 +23,17 @@ from mlaudit.robustness.space import FeatureSpace
 from mlaudit.rules.base import RuleContext, RuleSkipped
 from mlaudit.stats import Interval, clopper_pearson
 
+# The ε judged when the user states none, in robust spreads (≈ standard deviations) of every
+# feature at once: the largest ε of the grid at which every well-built model of
+# bench/calibration.py keeps its medium threshold (see bench/README.md, "Calibration").
+DEFAULT_EPSILON = 0.05
+# Regressors: a prediction moving by more than this share of the model's holdout RMSE counts
+# as flipped (a change the size of the model's own error is a real change of answer).
+DEFAULT_RMSE_SHARE = 0.5
 PROFILE_SAMPLES: Mapping[str, int] = {"quick": 50, "standard": 200, "thorough": 1000}
 PROFILE_QUERIES: Mapping[str, int] = {"quick": 500, "standard": 2000, "thorough": 10000}
 SAMPLE_SALT = 0x4D4C4132  # "MLA2"
-HISTOGRAM_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+HISTOGRAM_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def float_list(ctx: RuleContext, name: str) -> list[float]:
@@ -36,6 +45,46 @@ def float_list(ctx: RuleContext, name: str) -> list[float]:
     ):
         raise ConfigError(f"option {name} must be a non-empty list of positive numbers")
     return sorted(float(v) for v in value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """How far the attacker may move the features, and whether the user said so.
+
+    ``relative`` maps feature names or glob patterns to their own ε over ``epsilon``.
+    """
+
+    epsilon: float
+    relative: Mapping[str, float]
+    stated: bool
+
+
+def threat_model(ctx: RuleContext) -> ThreatModel:
+    """The rule's ``epsilon`` (0: the default) and ``feature_epsilon`` table, checked."""
+    epsilon = ctx.number("epsilon")
+    if epsilon < 0:
+        raise ConfigError(f"option epsilon of {ctx.meta.id} must be positive, or 0 for the default")
+    table = ctx.options.get("feature_epsilon", {})
+    if not isinstance(table, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in table.values()
+    ):
+        raise ConfigError(
+            f"option feature_epsilon of {ctx.meta.id} must be a table of feature name or "
+            "pattern = ε (a number >= 0)"
+        )
+    judged = epsilon or DEFAULT_EPSILON
+    relative = {str(k): float(v) / judged for k, v in table.items()}  # type: ignore[arg-type]
+    return ThreatModel(judged, relative, bool(epsilon) or bool(table))
+
+
+def cap(severity: Severity, stated: bool, task: Task, ctx: RuleContext) -> Severity:
+    """At most medium unless the user ``stated`` the threat model (and, for regressors, the
+    output change that counts): the defaults are a screening question, not a release criterion.
+    """
+    stated = stated and (task is not Task.REGRESSION or ctx.number("threshold") > 0)
+    if stated or severity <= Severity.MEDIUM:
+        return severity
+    return Severity.MEDIUM
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +100,8 @@ class AttackSample:
     """The model's clean predictions."""
     tolerance: float | None
     excluded_rows: int
+    tolerance_basis: str | None = None
+    """Regressors: what ``tolerance`` was derived from (holdout RMSE, spread, threshold)."""
 
     @property
     def correct(self) -> np.ndarray:
@@ -64,13 +115,17 @@ class AttackSample:
         return Oracle(ctx.model, self.space, self.frame, self.reference, self.tolerance)
 
     def smallest_flips(
-        self, ctx: RuleContext, oracle: Oracle, norm: str, budget: int, rng: np.random.Generator
+        self,
+        ctx: RuleContext,
+        oracle: Oracle,
+        settings: AttackSettings,
+        rng: np.random.Generator,
     ) -> AttackOutcome:
         """MLA201's batched HopSkipJump on the correct rows, started from the sample itself."""
         return hop_skip_jump(
             oracle,
             self.correct,
-            AttackSettings(norm, budget),
+            settings,
             rng,
             donors=self.space.to_unit(self.frame),
             donor_outputs=self.clean,
@@ -86,6 +141,7 @@ class AttackSample:
         }
         if self.task is Task.REGRESSION:
             metrics["tolerance"] = round(float(self.tolerance or 0.0), 6)
+            metrics["tolerance_basis"] = self.tolerance_basis
         else:
             metrics["clean_accuracy"] = clopper_pearson(
                 len(self.correct), len(self.frame)
@@ -109,6 +165,7 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
         frames,
         immutable=ctx.strings("immutable"),
         categorical=ctx.strings("categorical"),
+        relative_epsilon=threat_model(ctx).relative if "epsilon" in ctx.options else None,
     )
     if space.dimensions == 0:
         raise RuleSkipped("no feature may change: every input is frozen, constant or not numeric")
@@ -127,11 +184,10 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     frame = features.iloc[chosen].reset_index(drop=True)
     clean = _checked(model.predict(frame), len(frame))
     tolerance: float | None = None
+    basis: str | None = None
     if model.task is Task.REGRESSION:
-        spread = float(np.std(clean.astype(np.float64)))
-        if not spread > 0:
-            raise RuleSkipped("the model predicts one value for every sample row")
-        tolerance = ctx.number("tolerance") * spread
+        truth = None if labels is None else labels.to_numpy()[chosen]
+        tolerance, basis = _regression_tolerance(ctx, clean, truth)
         reference = clean
     elif not against_labels:
         reference = clean
@@ -142,8 +198,42 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
         if len(np.unique(reference)) < 2 and len(np.unique(clean)) < 2:
             raise RuleSkipped("the sample holds a single class and the model predicts only it")
     return AttackSample(
-        frame, space, model.task, reference, clean, tolerance, len(features) - len(candidates)
+        frame,
+        space,
+        model.task,
+        reference,
+        clean,
+        tolerance,
+        len(features) - len(candidates),
+        basis,
     )
+
+
+def _regression_tolerance(
+    ctx: RuleContext, clean: np.ndarray, truth: np.ndarray | None
+) -> tuple[float, str]:
+    """How far a regressor's prediction must move to count as a changed answer.
+
+    The user's ``threshold`` if given; else ``tolerance`` times the model's RMSE on the
+    labelled sample rows (its own error: a smaller move is within what it gets wrong anyway);
+    without labels, ``tolerance`` times the spread of its predictions.
+    """
+    threshold = ctx.number("threshold")
+    if threshold > 0:
+        return threshold, "threshold (configured)"
+    share = ctx.number("tolerance")
+    predicted = clean.astype(np.float64)
+    if truth is not None:
+        known = ~pd.isna(truth)
+        if known.any():
+            errors = predicted[known] - truth[known].astype(np.float64)
+            rmse = float(np.sqrt(np.mean(errors * errors)))
+            if rmse > 0:
+                return share * rmse, f"{share:g} x holdout RMSE {rmse:.6g}"
+    spread = float(np.std(predicted))
+    if not spread > 0:
+        raise RuleSkipped("the model predicts one value for every sample row")
+    return share * spread, f"{share:g} x standard deviation of the predictions (no labels)"
 
 
 def _checked(outputs: np.ndarray, rows: int) -> np.ndarray:

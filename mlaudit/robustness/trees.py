@@ -309,11 +309,10 @@ class Verifier:
         self.table, self.space, self.norm = table, space, norm
         mutable = list(space.mutable)
         self.frozen = [i for i in range(len(space.columns)) if i not in set(mutable)]
-        span = space.upper - space.lower
-        self.low = (table.lower[:, mutable] - space.lower) / span
-        self.high = (table.upper[:, mutable] - space.lower) / span
+        self.low = (table.lower[:, mutable] - space.lower) / space.scale
+        self.high = (table.upper[:, mutable] - space.lower) / space.scale
         # Boxes entirely outside the observed range cannot be reached by a realistic input.
-        self.unreachable = np.any((self.low > 1.0) | (self.high < 0.0), axis=1)
+        self.unreachable = np.any((self.low > space.extent) | (self.high < 0.0), axis=1)
 
     def _leaf_distances(self, raw_row: np.ndarray) -> np.ndarray:
         """Distance from a point to each leaf box, inf where a frozen feature leaves the box."""
@@ -325,9 +324,7 @@ class Verifier:
                 | (fixed > self.table.upper[:, self.frozen]),
                 axis=1,
             )
-        x = (raw_row[list(self.space.mutable)] - self.space.lower) / (
-            self.space.upper - self.space.lower
-        )
+        x = (raw_row[list(self.space.mutable)] - self.space.lower) / self.space.scale
         gap = np.maximum(np.maximum(self.low - x, x - self.high), 0.0)
         size = gap.max(axis=1) if self.norm == "linf" else np.sqrt(np.mean(gap * gap, axis=1))
         return np.where(outside, np.inf, size)
@@ -362,7 +359,7 @@ class Verifier:
 
         Leaves become reachable as ε grows past their distance; each tree's worst reachable
         margin only falls. Sweeping the leaves in order of distance therefore gives the bound
-        as a step function of ε, and the radius is the first step where it fails. Returns 1.0
+        as a step function of ε, and the radius is the first step where it fails. Returns inf
         when the whole observed range is certified.
         """
         distances = self._leaf_distances(raw_row)
@@ -390,4 +387,4 @@ class Verifier:
         # A tie may go either way (argmax takes the first class), and forest scores are sums
         # of fractions with rounding error: a bound within TIE of zero is not certified.
         failing = np.flatnonzero(last & np.any(bound <= TIE, axis=1))
-        return float(at[failing[0]]) if len(failing) else 1.0
+        return float(at[failing[0]]) if len(failing) else float("inf")

@@ -41,7 +41,7 @@ def test_finds_near_minimal_perturbations_that_really_flip(norm: str) -> None:
     assert (_threshold(adversarial) != labels).all()
     assert adversarial["count"].tolist() == np.round(adversarial["count"]).tolist()
     # The only direction that matters is ``lead``: the optimum moves it to 0.5 alone.
-    optimum = np.abs(frame["lead"].to_numpy() - 0.5)
+    optimum = np.abs(frame["lead"].to_numpy() - 0.5) / oracle.space.scale[0]
     if norm == "l2":
         optimum = optimum / np.sqrt(3)
     assert np.all(outcome.distance >= optimum - 1e-9)
@@ -100,3 +100,44 @@ def test_distance_reported_is_the_realised_one() -> None:
     )
     origin = oracle.space.to_unit(frame.iloc[rows])
     np.testing.assert_allclose(outcome.distance, distance(outcome.adversarial - origin, "linf"))
+
+
+def test_each_norm_gets_its_own_budget_on_a_shared_oracle() -> None:
+    """Regression: L2 ran second on the oracle's counter and started with its budget spent."""
+    oracle, frame, labels = _setup()
+    rows = np.arange(len(frame))
+    spent = []
+    distances = {}
+    for norm in ("linf", "l2"):
+        before = oracle.queries.copy()
+        distances[norm] = hop_skip_jump(
+            oracle,
+            rows,
+            AttackSettings(norm, 600),
+            np.random.default_rng(0),
+            donors=oracle.space.to_unit(frame),
+            donor_outputs=labels,
+        ).distance
+        spent.append(oracle.queries - before)
+    assert spent[1].max() <= 600
+    # The second attack used a real budget, not the scraps of the first one's.
+    assert spent[1].sum() > 0.5 * spent[0].sum()
+    optimum = np.abs(frame["lead"].to_numpy() - 0.5) / oracle.space.scale[0] / np.sqrt(3)
+    assert np.median(distances["l2"] / optimum) < 1.1
+
+
+def test_extra_starts_search_several_candidates_and_never_do_worse() -> None:
+    oracle, frame, labels = _setup()
+    rows = np.arange(len(frame))
+    found = {}
+    for starts in (1, 6):
+        found[starts] = hop_skip_jump(
+            oracle,
+            rows,
+            AttackSettings("linf", 0, donors=16, starts=starts),  # starts only, no iterations
+            np.random.default_rng(0),
+            donors=oracle.space.to_unit(frame),
+            donor_outputs=labels,
+        ).distance
+    assert np.all(found[6] <= found[1] + 1e-12)
+    assert np.any(found[6] < found[1] - 1e-6)

@@ -29,7 +29,7 @@ def test_batches_cache_and_counts_rows_sent() -> None:
 
     oracle = _oracle(_model(predict), np.array([0, 1]))
     rows = np.array([0, 0, 1, 0])
-    points = np.array([[0.9, 0.0], [0.9, 0.0], [0.1, 1.0], [0.2, 0.0]])
+    points = np.array([[0.9, 0.0], [0.9, 0.0], [0.1, 1.0], [0.2, 0.0]]) / oracle.space.scale
     assert oracle.adversarial(rows, points).tolist() == [True, True, True, False]
     assert calls == [3]  # one call; the repeated point was asked once
     assert oracle.adversarial(rows, points).tolist() == [True, True, True, False]
@@ -46,7 +46,8 @@ def test_regression_flips_beyond_tolerance() -> None:
         np.array([0.0, 10.0]),
         tolerance=1.0,
     )
-    verdicts = oracle.adversarial(np.array([0, 0, 1]), np.array([[0.05, 0], [0.2, 0], [0.95, 0]]))
+    raw = np.array([[0.05, 0], [0.2, 0], [0.95, 0]])
+    verdicts = oracle.adversarial(np.array([0, 0, 1]), raw / oracle.space.scale)
     assert verdicts.tolist() == [False, True, False]
 
 

@@ -71,8 +71,8 @@ def test_brittle_forest_fires_mla201_mla203_and_mla204(
 ) -> None:
     config = _config(
         tmp_path,
-        "[rules.MLA201]\nepsilon = 0.1\n[rules.MLA203]\nepsilon = 0.1\n"
-        "[rules.MLA204]\nnoise = 0.05\n",
+        "[rules.MLA201]\nepsilon = 0.4\n[rules.MLA203]\nepsilon = 0.4\n"
+        "[rules.MLA204]\nnoise = 0.2\n",
     )
     result = _scan(run_cli, cases["brittle forest"], "--config", config)
     black_box = result.result("MLA201")
@@ -80,7 +80,8 @@ def test_brittle_forest_fires_mla201_mla203_and_mla204(
     assert {f["location"]["pointer"] for f in black_box["findings"]} == {"linf", "l2"}
     linf = black_box["metrics"]["norms"]["linf"]
     assert linf["success_rate"]["estimate"] == 1.0
-    assert [p["epsilon"] for p in linf["robust_accuracy"]] == [0.01, 0.02, 0.05, 0.1, 0.2]
+    # The grid, with the judged ε in it.
+    assert [p["epsilon"] for p in linf["robust_accuracy"]] == [0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.5]
     assert sum(linf["perturbation"]["histogram"]["counts"]) == linf["perturbation"]["found"]
     assert linf["perturbation"]["p10"] <= linf["perturbation"]["median"]
     assert black_box["queries"] > 0
@@ -256,3 +257,136 @@ def test_unknown_immutable_feature_exits_2_naming_it(
     assert result.exit_code == 2
     assert "postcode" in result.stderr
     assert not (result.output_dir / "report.json").exists()
+
+
+@pytest.fixture(scope="module")
+def continuous_linear(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    """A logistic regression on continuous features: its exact radii have a closed form."""
+    root = tmp_path_factory.mktemp("linear")
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.normal(0.0, [1.0, 2.0, 0.5], size=(400, 3)), columns=["a", "b", "c"])
+    labels = (frame["a"] + 0.5 * frame["b"] + rng.normal(0, 0.7, 400) > 0).astype(int)
+    model = LogisticRegression().fit(frame, labels)
+    data = root / "gauss.csv"
+    frame.assign(**{TARGET: labels}).to_csv(data, index=False)
+    path = root / "gauss.joblib"
+    joblib.dump(model, path)
+    return Case(path, data)
+
+
+def _by_epsilon(curve: list[dict[str, float]]) -> dict[float, float]:
+    return {point["epsilon"]: point["estimate"] for point in curve}
+
+
+def test_gradient_attacks_agree_with_the_exact_radii(
+    run_cli: Runner, continuous_linear: Case
+) -> None:
+    """Regression: PGD's float32 overshoot of ε (~4e-8) made every flip be discarded."""
+    result = _scan(run_cli, continuous_linear, "--select", "MLA202")
+    curves = result.result("MLA202")["metrics"]["robust_accuracy"]
+    for norm in ("linf", "l2"):
+        exact = _by_epsilon(curves[norm]["exact"]["robust_accuracy"])
+        pgd = _by_epsilon(curves[norm]["pgd"])
+        for epsilon, value in exact.items():
+            # An attack never beats the exact answer, and PGD on a linear model reaches it
+            # (one row of 200 either way for rows that sit on ε itself).
+            assert pgd[epsilon] >= value - 1e-9
+            assert pgd[epsilon] - value <= 0.005 + 1e-9, (norm, epsilon)
+        assert exact[0.5] < exact[0.01]
+
+
+def test_black_box_l2_has_its_own_budget_and_reaches_the_exact_answer(
+    run_cli: Runner, continuous_linear: Case
+) -> None:
+    # The standard budget: quick's 500 queries leave HopSkipJump's L2 a row or two short.
+    result = _scan(run_cli, continuous_linear, "--profile", "standard")
+    norms = result.result("MLA201")["metrics"]["norms"]
+    assert norms["l2"]["queries"] > 0.5 * norms["linf"]["queries"]
+    exact = result.result("MLA202")["metrics"]["robust_accuracy"]
+    for norm in ("linf", "l2"):
+        attack = _by_epsilon(norms[norm]["robust_accuracy"])
+        truth = _by_epsilon(exact[norm]["exact"]["robust_accuracy"])
+        for epsilon in (0.05, 0.1, 0.2):
+            assert truth[epsilon] - 1e-9 <= attack[epsilon] <= truth[epsilon] + 0.02, (
+                norm,
+                epsilon,
+            )
+
+
+def test_a_breach_of_the_default_epsilon_is_at_most_medium(
+    run_cli: Runner, continuous_linear: Case, tmp_path: Path
+) -> None:
+    # Thresholds every row near the boundary breaches; 200 rows have some within ε = 0.05.
+    strict = "high_below = 0.999\nmedium_below = 1.0\nuse_bound = false\n"
+    default = _scan(
+        run_cli,
+        continuous_linear,
+        "--select",
+        "MLA201",
+        "--profile",
+        "standard",
+        "--config",
+        _config(tmp_path, f"[rules.MLA201]\n{strict}"),
+    ).result("MLA201")
+    assert default["metrics"]["threat_model"] == "default"
+    assert {f["severity"] for f in default["findings"]} == {"medium"}
+    assert "default threat model" in default["findings"][0]["message"]
+    stated = _scan(
+        run_cli,
+        continuous_linear,
+        "--select",
+        "MLA201",
+        "--profile",
+        "standard",
+        "--config",
+        _config(tmp_path, f"[rules.MLA201]\nepsilon = 0.1\n{strict}"),
+    ).result("MLA201")
+    assert stated["metrics"]["threat_model"] == "configured"
+    assert {f["severity"] for f in stated["findings"]} == {"high"}
+
+
+def test_feature_epsilon_states_a_threat_model_per_family(
+    run_cli: Runner, continuous_linear: Case, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, '[rules.MLA201.feature_epsilon]\n"[ab]" = 0.3\nc = 0\n')
+    metrics = _scan(run_cli, continuous_linear, "--select", "MLA201", "--config", config).result(
+        "MLA201"
+    )["metrics"]
+    assert metrics["threat_model"] == "configured"
+    assert metrics["features"]["frozen"] == {"c": "ε of 0 (configured)"}
+    assert set(metrics["features"]["unit"]) == {"a", "b"}
+
+
+def test_regressors_are_judged_against_their_own_error_and_not_high_by_default(
+    run_cli: Runner, cases: dict[str, Case], tmp_path: Path
+) -> None:
+    strict = "high_below = 0.999\nmedium_below = 1.0\nuse_bound = false\n"
+    config = _config(tmp_path, f"[rules.MLA201]\nepsilon = 0.5\n{strict}")
+    result = _scan(run_cli, cases["regressor"], "--select", "MLA201", "--config", config)
+    black_box = result.result("MLA201")
+    assert "holdout RMSE" in black_box["metrics"]["tolerance_basis"]
+    # ε stated but not the output change that counts: still at most medium.
+    assert {f["severity"] for f in black_box["findings"]} == {"medium"}
+    config = _config(tmp_path, f"[rules.MLA201]\nepsilon = 0.5\nthreshold = 0.5\n{strict}")
+    black_box = _scan(run_cli, cases["regressor"], "--select", "MLA201", "--config", config).result(
+        "MLA201"
+    )
+    assert black_box["metrics"]["tolerance"] == 0.5
+    assert {f["severity"] for f in black_box["findings"]} == {"high"}
+
+
+def test_epsilon_below_an_integer_step_is_reported(run_cli: Runner, tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 17, size=(300, 4))
+    frame = pd.DataFrame(pixels, columns=[f"pixel_{i}" for i in range(4)])
+    labels = (frame.sum(axis=1) > 32).astype(int)
+    model = tmp_path / "digits.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(frame, labels), model)
+    data = tmp_path / "digits.csv"
+    frame.assign(**{TARGET: labels}).to_csv(data, index=False)
+    result = _scan(run_cli, Case(model, data), "--select", "MLA201")
+    black_box = result.result("MLA201")
+    assert len(black_box["metrics"]["below_integer_step"]) == 4
+    [note] = [f for f in black_box["findings"] if f["location"]["pointer"] == "integer-step"]
+    assert note["severity"] == "info"
+    assert "pixel_0" in note["message"]
