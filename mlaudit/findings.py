@@ -166,3 +166,25 @@ class RuleResult:
     findings: tuple[Finding, ...] = ()
     duration_s: float = 0.0
     queries: int | None = None
+
+
+def finding_document(finding: Finding) -> dict[str, JsonValue]:
+    """A finding as JSON: the report's form, and the worker's when it sends results back."""
+    return {
+        "rule_id": finding.rule_id,
+        "title": finding.title,
+        "message": finding.message,
+        "severity": finding.severity.value,
+        "confidence": finding.confidence.value,
+        "location": {
+            "artifact": finding.location.artifact,
+            "line": finding.location.line,
+            "column": finding.location.column,
+            "pointer": finding.location.pointer,
+        },
+        "evidence": dict(finding.evidence),
+        "fingerprint": finding.fingerprint,
+        "unscoped_fingerprint": finding.unscoped_fingerprint,
+        "cwe": list(finding.cwe),
+        "references": list(finding.references),
+    }

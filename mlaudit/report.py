@@ -24,7 +24,7 @@ from mlaudit.controls import catalogue_order, control
 from mlaudit.data import Dataset
 from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun
 from mlaudit.errors import InputError
-from mlaudit.findings import Finding, JsonValue, RuleResult, Status
+from mlaudit.findings import JsonValue, RuleResult, Status, finding_document
 from mlaudit.pii.redact import report_labels
 from mlaudit.registry import registered_rules
 from mlaudit.scoring import Coverage, GateDecision, Scorecard, coverage_of
@@ -69,27 +69,6 @@ def environment() -> dict[str, JsonValue]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(terse=True),
         "libraries": libraries,
-    }
-
-
-def finding_document(finding: Finding) -> dict[str, JsonValue]:
-    return {
-        "rule_id": finding.rule_id,
-        "title": finding.title,
-        "message": finding.message,
-        "severity": finding.severity.value,
-        "confidence": finding.confidence.value,
-        "location": {
-            "artifact": finding.location.artifact,
-            "line": finding.location.line,
-            "column": finding.location.column,
-            "pointer": finding.location.pointer,
-        },
-        "evidence": dict(finding.evidence),
-        "fingerprint": finding.fingerprint,
-        "unscoped_fingerprint": finding.unscoped_fingerprint,
-        "cwe": list(finding.cwe),
-        "references": list(finding.references),
     }
 
 

@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlaudit.findings import Confidence, Finding, JsonValue, Location, RuleResult, Severity, Status
+from mlaudit.findings import (
+    Confidence,
+    Finding,
+    JsonValue,
+    Location,
+    RuleResult,
+    Severity,
+    Status,
+    finding_document,
+)
 from mlaudit.model import LoadedModel, json_safe_classes
 
 # One message may hold a rule's metrics (per-sample arrays included), not a flood.
@@ -98,29 +107,9 @@ def result_to_json(result: RuleResult) -> dict[str, Any]:
         "score": result.score,
         "reason": result.reason,
         "metrics": dict(result.metrics),
-        "findings": [_finding_to_json(f) for f in result.findings],
+        "findings": [finding_document(f) for f in result.findings],
         "duration_s": result.duration_s,
         "queries": result.queries,
-    }
-
-
-def _finding_to_json(finding: Finding) -> dict[str, Any]:
-    return {
-        "rule_id": finding.rule_id,
-        "title": finding.title,
-        "message": finding.message,
-        "severity": finding.severity.value,
-        "confidence": finding.confidence.value,
-        "location": {
-            "artifact": finding.location.artifact,
-            "line": finding.location.line,
-            "column": finding.location.column,
-            "pointer": finding.location.pointer,
-        },
-        "fingerprint": finding.fingerprint,
-        "evidence": dict(finding.evidence),
-        "cwe": list(finding.cwe),
-        "references": list(finding.references),
     }
 
 
