@@ -9,6 +9,13 @@ smallest FPR the holdout can evaluate (10 / non-members, up to :data:`MAX_JUDGED
 keeps its ratio: the TPR bound must exceed ``high_tpr_lower_bound`` scaled by the same factor
 as the FPR, so the attack must still pick members at the same multiple of its false-positive
 rate (5x by default). 600 non-members judge TPR at 1.67% FPR against 8.3%.
+
+A second high criterion looks at the whole ROC: an AUC whose lower bound exceeds
+``high_auc_lower_bound`` (0.65). It catches what the low-FPR criterion cannot see: models that
+memorise every training row but output tied scores (1-nearest-neighbour, one unpruned tree:
+every member scores 1, and so do most non-members), and holdouts too small to evaluate any
+low FPR. 0.65 is the calibration panel's choice (``bench/calibration.py``): no well-built
+model's bound reached it, every memorising one's exceeded it.
 """
 
 from __future__ import annotations
@@ -26,18 +33,21 @@ MAX_JUDGED_FPR = 0.1
 
 @dataclass(frozen=True)
 class MembershipThresholds:
-    """High: TPR at ``high_at_fpr`` is above ``high_tpr_lower_bound`` at the confidence level.
-    Medium: the AUC is above ``medium_auc_lower_bound`` at the confidence level."""
+    """High: TPR at ``high_at_fpr`` is above ``high_tpr_lower_bound``, or the AUC is above
+    ``high_auc_lower_bound``, at the confidence level. Medium: the AUC is above
+    ``medium_auc_lower_bound`` at the confidence level."""
 
     high_at_fpr: float = 0.01
     high_tpr_lower_bound: float = 0.05
     medium_auc_lower_bound: float = 0.6
+    high_auc_lower_bound: float = 0.65
 
     def as_metric(self) -> dict[str, JsonValue]:
         return {
             "high_at_fpr": self.high_at_fpr,
             "high_tpr_lower_bound": self.high_tpr_lower_bound,
             "medium_auc_lower_bound": self.medium_auc_lower_bound,
+            "high_auc_lower_bound": self.high_auc_lower_bound,
         }
 
     def judged_fpr(self, non_members: int) -> float | None:
@@ -102,14 +112,17 @@ def membership_verdict(
             f"members at {at:.1%} false positives ({worst.auc.confidence:.0%} confidence lower "
             f"bound; threshold {required:.1%}{scaled})",
         )
-    separating = [e for e in evaluations if e.auc.low > thresholds.medium_auc_lower_bound]
-    if separating:
-        worst = max(separating, key=lambda e: e.auc.low)
-        return Verdict(
-            Severity.MEDIUM,
-            worst,
-            f"the {worst.attack} attack separates members from non-members with AUC "
-            f"{worst.auc.estimate:.3f} (lower bound {worst.auc.low:.3f} > "
-            f"{thresholds.medium_auc_lower_bound:g})",
-        )
+    for severity, bound in (
+        (Severity.HIGH, thresholds.high_auc_lower_bound),
+        (Severity.MEDIUM, thresholds.medium_auc_lower_bound),
+    ):
+        separating = [e for e in evaluations if e.auc.low > bound]
+        if separating:
+            worst = max(separating, key=lambda e: e.auc.low)
+            return Verdict(
+                severity,
+                worst,
+                f"the {worst.attack} attack separates members from non-members with AUC "
+                f"{worst.auc.estimate:.3f} (lower bound {worst.auc.low:.3f} > {bound:g})",
+            )
     return None

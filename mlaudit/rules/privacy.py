@@ -76,6 +76,12 @@ _MEMBERSHIP_OPTIONS = (
         0.6,
         "medium finding when the lower confidence bound of the AUC exceeds this",
     ),
+    RuleOption(
+        "high_auc_lower_bound",
+        0.65,
+        "high finding when the lower confidence bound of the AUC exceeds this (catches "
+        "memorising models with tied scores and holdouts too small for a low FPR)",
+    ),
     _CONFIDENCE_OPTION,
     _BOOTSTRAP_OPTION,
     _ROWS_OPTION,
@@ -121,6 +127,7 @@ class _Statistics:
             _rate(ctx, "high_at_fpr"),
             _rate(ctx, "high_tpr_lower_bound"),
             _rate(ctx, "medium_auc_lower_bound"),
+            _rate(ctx, "high_auc_lower_bound"),
         )
         # The gate's FPR is always measured, whether or not it is listed for the report.
         fprs = sorted({float(v) for v in levels if isinstance(v, (int, float))}
@@ -294,8 +301,10 @@ class ReferenceFreeMembershipInference(Rule):
     stronger, before concluding a model does not leak.
 
     **Options**: the thresholds are applied to confidence bounds: high when the lower bound of
-    TPR at ``high_at_fpr`` (0.01) exceeds ``high_tpr_lower_bound`` (0.05), medium when the lower
-    bound of the AUC exceeds ``medium_auc_lower_bound`` (0.6). A holdout too small for
+    TPR at ``high_at_fpr`` (0.01) exceeds ``high_tpr_lower_bound`` (0.05) or the lower bound of
+    the AUC exceeds ``high_auc_lower_bound`` (0.65: memorising models with tied scores, and
+    holdouts too small for a low FPR), medium when the lower bound of the AUC exceeds
+    ``medium_auc_lower_bound`` (0.6). A holdout too small for
     ``high_at_fpr`` (under 1,000 non-members at 1%) is judged at the smallest FPR it evaluates,
     10 / non-members (up to 10%), against ``high_tpr_lower_bound`` scaled by the same factor:
     600 holdout rows judge TPR at 1.67% FPR against 8.3%. ``fpr_levels`` ([0.001, 0.01,
@@ -432,8 +441,8 @@ class ReferenceModelMembershipInference(Rule):
     quick 4, standard 8, thorough 32; quick is a smoke test that every rule can run, too few
     references to clear a model); ``n_jobs`` the joblib workers (-1: all cores). The
     thresholds and statistics options are those of MLA301: ``fpr_levels``, ``high_at_fpr``,
-    ``high_tpr_lower_bound``, ``medium_auc_lower_bound``, ``confidence``, ``bootstrap``,
-    ``max_rows``.
+    ``high_tpr_lower_bound``, ``high_auc_lower_bound``, ``medium_auc_lower_bound``,
+    ``confidence``, ``bootstrap``, ``max_rows``.
     """
 
     meta = RuleMeta(
