@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import re
 import sys
 from pathlib import Path
@@ -44,8 +45,17 @@ def rule_markdown(rule: type[Rule]) -> str:
         body,
     ]
     if meta.options:
-        lines += ["", "| option | default | meaning |", "|---|---|---|"]
-        lines += [f"| `{o.name}` | `{o.default!r}` | {o.help} |" for o in meta.options]
+        # Type and accepted values are the declaration the engine validates against.
+        lines += [
+            "",
+            "| option | type | accepted | default | meaning |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{o.name}` | {o.type_text} | {o.range_text or '-'} | "
+            f"`{json.dumps(o.default, ensure_ascii=False)}` | {o.help} |"
+            for o in meta.options
+        ]
     if meta.controls:
         lines += [
             "",

@@ -5,6 +5,12 @@ behavioural rules -> static rules. A rule that raises or overruns is ``error`` a
 on; a rule without its inputs is ``skipped`` with the reason, never silently absent. The model
 is loaded and queried only in an isolated worker process (:mod:`mlaudit.isolation`), unless the
 isolation mode is ``none``.
+
+Before any of that, every selected rule's options are validated against its declaration
+(:func:`configure`): a bad option stops the run with a configuration error (exit 2) naming
+the rule, the option and what it accepts. The run's cache (:mod:`mlaudit.runcache`) lets
+rules share expensive work; it lives where the work happens, so the model worker has its
+own, seeded with what the parent had computed before it forked.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +26,24 @@ from mlaudit import compat
 from mlaudit.errors import ConfigError, ModelNotRunnable, UsageError
 from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
 from mlaudit.gate import LoadDecision, decide
-from mlaudit.isolation import IsolationRecord
+from mlaudit.isolation import ISOLATION_MODES, IsolationRecord
 from mlaudit.isolation.transport import ModelInfo
 from mlaudit.isolation.worker import WorkerJob, run_job
 from mlaudit.loaders import Loader, loader_for
 from mlaudit.model import LoadedModel
-from mlaudit.registry import extra_installed
-from mlaudit.rules.base import BudgetExceeded, Requirement, Rule, RuleContext, RuleSkipped, Stage
+from mlaudit.registry import extra_installed, registered_rules, select_rules
+from mlaudit.rules.base import (
+    BudgetExceeded,
+    OptionKind,
+    OptionValueError,
+    Requirement,
+    Rule,
+    RuleContext,
+    RuleOption,
+    RuleSkipped,
+    Stage,
+)
+from mlaudit.runcache import RunCache
 from mlaudit.scoring import rule_score
 from mlaudit.sniff import ModelFormat
 from mlaudit.subject import Subject
@@ -34,6 +51,16 @@ from mlaudit.subject import Subject
 PROFILE_BUDGETS_S: Mapping[str, float] = {"quick": 60.0, "standard": 300.0, "thorough": 1800.0}
 Progress = Callable[[str], None]
 Call = Callable[[Rule, RuleContext, float], tuple[list[Finding], BaseException | None]]
+# The engine's own per-rule option: every rule has it and no rule declares it.
+BUDGET_OPTION = RuleOption(
+    "budget_s",
+    None,
+    "the rule's time budget in seconds (null: the profile's)",
+    kind=OptionKind.NUMBER,
+    minimum=0,
+    exclusive_minimum=True,
+    nullable=True,
+)
 # Address space a worker may map beyond what it inherits: the machine's memory plus room for
 # the thread stacks and allocator arenas that are reserved but never touched.
 _WORKER_HEADROOM_BYTES = 4 << 30
@@ -52,11 +79,24 @@ class EngineSettings:
     rule_options: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
     isolation: str = "auto"  # auto | strict | none (mlaudit.isolation.ISOLATION_MODES)
 
-    def budget_for(self, rule_id: str) -> float:
-        override = self.rule_options.get(rule_id, {}).get("budget_s")
-        if isinstance(override, (int, float)) and not isinstance(override, bool):
-            return float(override)
-        return PROFILE_BUDGETS_S[self.profile]
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILE_BUDGETS_S:
+            raise ConfigError(
+                f"profile must be one of {', '.join(PROFILE_BUDGETS_S)}, not {self.profile!r}"
+            )
+        if self.isolation not in ISOLATION_MODES:
+            raise ConfigError(
+                f"isolation must be one of {', '.join(ISOLATION_MODES)}, not {self.isolation!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ConfiguredRule:
+    """A selected rule with its options validated: its defaults merged with the user's."""
+
+    rule: type[Rule]
+    options: Mapping[str, JsonValue]
+    budget_s: float
 
 
 @dataclass(frozen=True)
@@ -80,27 +120,96 @@ class _ModelStage:
     isolation: IsolationRecord | None = None
 
 
+def load_rules(select: Iterable[str] = (), ignore: Iterable[str] = ()) -> list[type[Rule]]:
+    """The installed rules matching any ``select`` prefix (all when empty) and no ``ignore``
+    prefix, imported; a usage error when a prefix matches nothing or no rule is left."""
+    chosen = select_rules(registered_rules(), select, ignore)
+    if not chosen:
+        raise UsageError("no rules selected: --select and --ignore exclude every rule")
+    return [registered.load() for registered in chosen]
+
+
+def configure(rules: Sequence[type[Rule]], settings: EngineSettings) -> dict[str, ConfiguredRule]:
+    """Every rule's options, validated against its declaration, by rule id.
+
+    The user's ``[tool.mlaudit.rules.ID]`` tables (``settings.rule_options``) are merged over
+    the declared defaults and each value is checked once, here, before any rule runs. Raises
+    :class:`ConfigError` (exit 2, no report) naming the rule, the option and what it accepts
+    for an unknown option, a value of the wrong kind or outside its range, a bad ``budget_s``,
+    or a table for a rule that is not installed. Tables of installed rules that were not
+    selected are not read: their rules are never imported.
+    """
+    selected = {rule.meta.id: rule for rule in rules}
+    stray = sorted(set(settings.rule_options) - set(selected))
+    if stray:
+        installed = {registered.id for registered in registered_rules()}
+        unknown = [rule_id for rule_id in stray if rule_id not in installed]
+        if unknown:
+            raise ConfigError(f"configuration names unknown rule {unknown[0]} under rules")
+    return {
+        rule_id: _configured(rule, settings.rule_options.get(rule_id, {}), settings.profile)
+        for rule_id, rule in selected.items()
+    }
+
+
+def _configured(
+    rule: type[Rule], given: Mapping[str, JsonValue], profile: str
+) -> ConfiguredRule:
+    meta = rule.meta
+    declared = {option.name: option for option in (*meta.options, BUDGET_OPTION)}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"unknown option {unknown[0]!r} for rule {meta.id} "
+            f"(known: {', '.join(sorted(declared))})"
+        )
+    values: dict[str, JsonValue] = {}
+    for name, option in declared.items():
+        try:
+            values[name] = option.parse(given.get(name, option.default))
+        except OptionValueError as error:
+            raise ConfigError(f"option {name} for rule {meta.id} {error}") from None
+    budget = values.pop(BUDGET_OPTION.name)
+    return ConfiguredRule(
+        rule,
+        values,
+        float(budget) if isinstance(budget, float) else PROFILE_BUDGETS_S[profile],
+    )
+
+
 def run_audit(
     subject: Subject,
     rules: Sequence[type[Rule]],
     settings: EngineSettings,
     progress: Progress = lambda _: None,
+    cache: RunCache | None = None,
 ) -> AuditRun:
-    by_stage = {stage: [r for r in rules if r.meta.stage is stage] for stage in Stage}
+    """Run ``rules`` on ``subject``. ``cache`` is the run's: give the one the subject was built
+    with (:func:`mlaudit.subject.build_subject`) so the model file is parsed once; by default
+    the run has a cache of its own."""
+    configured = configure(rules, settings)
+    cache = cache if cache is not None else RunCache()
+    by_stage = {
+        stage: [configured[r.meta.id] for r in rules if r.meta.stage is stage] for stage in Stage
+    }
     results = [
-        _run_rule(r, subject, None, None, settings=settings, progress=progress)
+        _run_rule(r, subject, None, None, settings=settings, cache=cache, progress=progress)
         for r in by_stage[Stage.ARTIFACT]
     ]
     stage = _ModelStage()
     # Only rules that query the model make it worth loading (MLA401 reads the data alone).
-    model_rules = [r for r in by_stage[Stage.BEHAVIOURAL] if Requirement.MODEL in r.meta.requires]
+    model_rules = [
+        r for r in by_stage[Stage.BEHAVIOURAL] if Requirement.MODEL in r.rule.meta.requires
+    ]
     if model_rules:
-        stage = _model_stage(subject, model_rules, results, settings, progress)
+        stage = _model_stage(
+            subject, model_rules, results, settings, cache=cache, progress=progress
+        )
     for rule_stage in (Stage.BEHAVIOURAL, Stage.STATIC):
         results.extend(
-            stage.worker_results.get(r.meta.id) or _run_rule(
-                r, subject, stage.model, stage.decision, settings=settings, progress=progress,
-                not_runnable=stage.not_runnable,
+            stage.worker_results.get(r.rule.meta.id) or _run_rule(
+                r, subject, stage.model, stage.decision, settings=settings, cache=cache,
+                progress=progress, not_runnable=stage.not_runnable,
             )
             for r in by_stage[rule_stage]
         )
@@ -112,9 +221,11 @@ def run_audit(
 
 def _model_stage(
     subject: Subject,
-    model_rules: Sequence[type[Rule]],
+    model_rules: Sequence[ConfiguredRule],
     earlier: Sequence[RuleResult],
     settings: EngineSettings,
+    *,
+    cache: RunCache,
     progress: Progress,
 ) -> _ModelStage:
     """The load gate, then the model loaded in a worker (or here, with isolation none)."""
@@ -128,20 +239,22 @@ def _model_stage(
     if settings.isolation == "strict" and not hasattr(os, "fork"):
         raise UsageError("--isolation strict: this platform cannot fork an isolated worker")
     if settings.isolation == "none" or not hasattr(os, "fork"):
-        return _in_process(subject, decision, loader, settings)
+        return _in_process(subject, decision, loader, settings, cache)
+    configured = {r.rule.meta.id: r for r in model_rules}
     runnable = [
-        r for r in model_rules
-        if _unmet_requirement(r, subject, decision, None, model_ready=True) is None
+        r.rule for r in model_rules
+        if _unmet_requirement(r.rule, subject, decision, None, model_ready=True) is None
     ]
+    worker_cache = _WorkerCache(cache)
     outcome = run_job(
         WorkerJob(
             rules=runnable,
-            load=lambda: _load(subject, loader, settings),
+            load=lambda: _load(subject, loader, settings, worker_cache.get()),
             run_rule=lambda rule, model, report: _run_rule(
-                rule, subject, model, decision, settings=settings, progress=report,
-                call=_call_directly,
+                configured[rule.meta.id], subject, model, decision, settings=settings,
+                cache=worker_cache.get(), progress=report, call=_call_directly,
             ),
-            budget_for=settings.budget_for,
+            budget_for=lambda rule_id: configured[rule_id].budget_s,
             load_budget_s=PROFILE_BUDGETS_S[settings.profile],
             read_paths=_model_read_paths(subject),
             memory_bytes=_memory_headroom(),
@@ -158,8 +271,29 @@ def _model_stage(
     )
 
 
+class _WorkerCache:
+    """The run cache where the model worker computes: in each forked worker, a cache of its
+    own seeded with what the parent computed before the fork (the parsed model file, say).
+    Results a worker computes stay in it; a fresh worker after a crash starts again from the
+    parent's. In the parent itself it is the run's cache."""
+
+    def __init__(self, parent: RunCache) -> None:
+        self._parent = parent
+        self._pid = os.getpid()
+        self._cache = parent
+
+    def get(self) -> RunCache:
+        if self._pid != os.getpid():
+            self._cache, self._pid = self._parent.for_forked_worker(), os.getpid()
+        return self._cache
+
+
 def _in_process(
-    subject: Subject, decision: LoadDecision, loader: Loader, settings: EngineSettings
+    subject: Subject,
+    decision: LoadDecision,
+    loader: Loader,
+    settings: EngineSettings,
+    cache: RunCache,
 ) -> _ModelStage:
     """Isolation none (or a platform without fork): load here, with mlaudit's own rights."""
     note = _IN_PROCESS_NOTE if settings.isolation == "none" else (
@@ -167,16 +301,21 @@ def _in_process(
     )
     isolation = IsolationRecord.of(settings.isolation, None, note)
     try:
-        model = _load(subject, loader, settings)
+        model = _load(subject, loader, settings, cache)
     except ModelNotRunnable as reason:
         return _ModelStage(decision, not_runnable=str(reason), isolation=isolation)
     return _ModelStage(decision, model, ModelInfo.of(model), isolation=isolation)
 
 
-def _load(subject: Subject, loader: Loader, settings: EngineSettings) -> LoadedModel:
+def _load(
+    subject: Subject, loader: Loader, settings: EngineSettings, cache: RunCache
+) -> LoadedModel:
     """The model, checked to be queryable with every data file (an input error otherwise)."""
     model = loader(
-        subject.model, trusted=settings.trust_model, extra_allowed=settings.extra_allowed
+        subject.model,
+        trusted=settings.trust_model,
+        extra_allowed=settings.extra_allowed,
+        cache=cache,
     )
     for dataset in subject.datasets:
         compat.require_usable(dataset, model)
@@ -247,16 +386,18 @@ def _unmet_requirement(
 
 
 def _run_rule(
-    rule: type[Rule],
+    configured: ConfiguredRule,
     subject: Subject,
     model: LoadedModel | None,
     decision: LoadDecision | None,
     *,
     settings: EngineSettings,
+    cache: RunCache,
     progress: Progress,
     not_runnable: str | None = None,
     call: Call | None = None,
 ) -> RuleResult:
+    rule, budget = configured.rule, configured.budget_s
     meta = rule.meta
     unmet = _unmet_requirement(
         rule, subject, decision, not_runnable, model_ready=model is not None
@@ -264,15 +405,12 @@ def _run_rule(
     if unmet is not None:
         progress(f"{meta.id} skipped: {unmet}")
         return RuleResult(meta.id, meta.name, meta.family.value, Status.SKIPPED, None, unmet)
-    options: dict[str, JsonValue] = {option.name: option.default for option in meta.options}
-    options.update(
-        {k: v for k, v in settings.rule_options.get(meta.id, {}).items() if k != "budget_s"}
-    )
-    budget = settings.budget_for(meta.id)
     counted = model.counting() if model is not None else None
     ctx = RuleContext(
-        meta, subject, counted, options, settings.seed, settings.profile, time.monotonic() + budget,
+        meta, subject, counted, configured.options, settings.seed, settings.profile,
+        time.monotonic() + budget,
         progress=lambda message: progress(f"{meta.id} {message}"),
+        cache=cache,
     )
     progress(f"{meta.id} {meta.name}")
     started = time.perf_counter()

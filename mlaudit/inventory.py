@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mlaudit.errors import InputError
 from mlaudit.findings import Severity
+from mlaudit.runcache import RunCache
 from mlaudit.scanners.archive import (
     MemberScanner,
     scan_tar_archive,
@@ -89,34 +90,39 @@ class ImportInventory:
 Scanner = Callable[[Path], FormatReport]
 
 
-def take_inventory(path: Path, model_format: ModelFormat) -> ImportInventory:
+def take_inventory(
+    path: Path, model_format: ModelFormat, cache: RunCache | None = None
+) -> ImportInventory:
     """The inventory of the model the user named; a file that cannot be read is exit 2.
 
     Every reading a real loader could take of the file is scanned, not only the sniffed one
     (see :func:`mlaudit.sniff.other_readings`); a file with two readings is a polyglot.
+    ``cache``: the run's, which keeps what later stages parse again (an ONNX file's model).
     """
     if model_format is ModelFormat.MODEL_FOLDER:
         try:
             return inventory_from(scan_model_folder(path, report_for_member))
         except FolderError as error:
             raise InputError(str(error)) from None
-    report = _reading_report(path, model_format, top=True)
+    report = _reading_report(path, model_format, cache, top=True)
     for other in other_readings(path, model_format):
-        report = report.merged(_reading_report(path, other, top=False)).merged(
+        report = report.merged(_reading_report(path, other, cache, top=False)).merged(
             _polyglot_report(model_format, other)
         )
     return inventory_from(report)
 
 
-def _reading_report(path: Path, model_format: ModelFormat, *, top: bool) -> FormatReport:
+def _reading_report(
+    path: Path, model_format: ModelFormat, cache: RunCache | None, *, top: bool
+) -> FormatReport:
     """The report of one reading; only the sniffed reading of the named file may be exit 2."""
     if model_format.pickle_based:
         scan = _scan_top_pickle(path) if top else scan_file_or_prefix(path)
         return FormatReport("pickle", pickles=(EmbeddedPickle(None, scan),))
     if top:
-        return _format_report(path, model_format)
+        return _format_report(path, model_format, cache)
     try:
-        return _format_report(path, model_format)
+        return _format_report(path, model_format, cache)
     except InputError as error:
         return FormatReport(
             "",
@@ -186,7 +192,7 @@ def report_for_member(path: Path) -> FormatReport | None:
             scan = error.partial
         return FormatReport(model_format.value, pickles=(EmbeddedPickle(None, scan),))
     try:
-        return _format_report(path, model_format)
+        return _format_report(path, model_format, None)
     except InputError as error:
         return FormatReport(
             model_format.value,
@@ -199,7 +205,11 @@ def report_for_member(path: Path) -> FormatReport | None:
         )
 
 
-def _format_report(path: Path, model_format: ModelFormat) -> FormatReport:
+def _format_report(
+    path: Path, model_format: ModelFormat, cache: RunCache | None
+) -> FormatReport:
+    if model_format is ModelFormat.ONNX:  # the one parse later stages reuse
+        return _onnx(path, cache)
     scanner = FORMAT_SCANNERS.get(model_format)
     return scanner(path) if scanner is not None else FormatReport(model_format.value)
 
@@ -317,9 +327,9 @@ def _keras_h5(path: Path) -> FormatReport:
         ) from None
 
 
-def _onnx(path: Path) -> FormatReport:
+def _onnx(path: Path, cache: RunCache | None = None) -> FormatReport:
     try:
-        return scan_onnx(path)
+        return scan_onnx(path, cache)
     except ImportError:
         raise InputError(
             f"{path} is ONNX; reading it needs onnx: pip install 'mlaudit[onnx]'"

@@ -34,7 +34,8 @@ from mlaudit.waivers import WaiverOutcome
 # 1.1.0: controls per result and per control, suppressed findings, waivers, baseline, the
 # version of each rule's distribution (tool.rules), tolerances in run.config.
 # 1.2.0: run.isolation (the mode, each isolation layer in force or not, notes).
-SCHEMA_VERSION = "1.2.0"
+# 1.3.0: plugin rule ids (their own 2-8 letter prefix).
+SCHEMA_VERSION = "1.3.0"
 _MAX_WARNINGS = 50
 _RECORDED_LIBRARIES = (
     "numpy", "pandas", "scikit-learn", "joblib", "skops", "onnx", "onnxruntime", "pyarrow",

@@ -14,6 +14,7 @@ from mlaudit.data import Dataset, read_dataset
 from mlaudit.errors import InputError
 from mlaudit.hashing import sha256_file, sha256_tree
 from mlaudit.inventory import ImportInventory, take_inventory
+from mlaudit.runcache import RunCache
 from mlaudit.scanners.folders import is_model_folder
 from mlaudit.sniff import ModelFormat, is_entry_point, sniff_model_format
 
@@ -53,7 +54,12 @@ class Subject:
         return None
 
 
-def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> ModelArtifact:
+def open_model(
+    reference: str,
+    extra_allowed: frozenset[str] = frozenset(),
+    cache: RunCache | None = None,
+) -> ModelArtifact:
+    """The model named by ``reference``, scanned; ``cache``: the run's (see build_subject)."""
     if is_entry_point(reference):
         return ModelArtifact(
             reference, None, ModelFormat.ENTRY_POINT, None, None, ImportInventory()
@@ -67,7 +73,7 @@ def open_model(reference: str, extra_allowed: frozenset[str] = frozenset()) -> M
     if size == 0:
         raise InputError(f"model {reference} is an empty file")
     model_format = sniff_model_format(path)
-    inventory = take_inventory(path, model_format)
+    inventory = take_inventory(path, model_format, cache)
     if extra_allowed:
         inventory = inventory.reclassified(extra_allowed)
     if model_format is ModelFormat.PICKLE and inventory.is_joblib:
@@ -97,8 +103,11 @@ def build_subject(
     requirements: Sequence[Path],
     extra_allowed: frozenset[str] = frozenset(),
     environment: bool = False,
+    cache: RunCache | None = None,
 ) -> Subject:
-    artifact = open_model(model, extra_allowed)
+    """Everything the audit reads, hashed and scanned. Give the run's ``cache`` (and the same
+    one to :func:`mlaudit.engine.run_audit`) and what the scan parsed is not parsed again."""
+    artifact = open_model(model, extra_allowed, cache)
     datasets = tuple(
         read_dataset(path, role, target)
         for role, path in (("data", data), ("train", train), ("holdout", holdout))

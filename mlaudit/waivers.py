@@ -55,7 +55,7 @@ from mlaudit.scoring import rule_score
 PLACEHOLDER = "TODO"
 DRAFT_LIFETIME = timedelta(days=90)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
-_RULE_ID = re.compile(r"^MLA\d{3}$")
+_RULE_ID = re.compile(r"^[A-Z]{2,8}\d{3}$")  # as mlaudit.registry: plugins have their own prefix
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = frozenset(
     {"fingerprint", "rule", "artifact", "model", "max_severity", "reason", "owner", "expires"}
@@ -215,7 +215,10 @@ def _parse_one(table: Any, where: str) -> Waiver:
     if rule is not None:
         rule = rule.upper()
         if not _RULE_ID.match(rule):
-            raise ConfigError(f"{where}: rule must be a rule id such as MLA105, not {rule!r}")
+            raise ConfigError(
+                f"{where}: rule must be a rule id such as MLA105 or a plugin's ACME101, "
+                f"not {rule!r}"
+            )
     model = _text(table, "model", where)
     if model is not None and re.fullmatch(r"[0-9a-fA-F]{64}", model):
         model = model.lower()

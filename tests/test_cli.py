@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from mlaudit.console import gate_failures
+from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.scoring import GatePolicy, decide_gate, rule_score
 from tests.conftest import TARGET, CliResult, Runner, Workspace
 from tests.plugin_rules import install_plugin
 
@@ -102,15 +106,53 @@ def test_min_score_gates(run_cli: Runner, workspace: Workspace) -> None:
     assert any("under the minimum 90" in r for r in result.report["gate"]["reasons"])
 
 
-def test_quiet_prints_nothing_on_success(run_cli: Runner, workspace: Workspace) -> None:
+def test_quiet_prints_only_the_verdict_line(run_cli: Runner, workspace: Workspace) -> None:
     result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "-q")
     assert result.exit_code == 0
-    assert result.stderr == ""
+    [line] = result.stderr.splitlines()
+    assert re.fullmatch(r"score [0-9.]+ grade [AB] · gate PASSED · .+", line), line
 
 
-def test_verbose_shows_steps(run_cli: Runner, workspace: Workspace) -> None:
+def test_verdict_line_names_every_reason_the_gate_failed(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    result = run_cli("scan", workspace.hostile, "--select", "MLA1", "--select", "TEST901",
+                     "--require", "MLA2", "-q")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("score "), line
+    assert line.endswith(
+        "gate FAILED: 1 critical finding (MLA101); TEST901 errored; required MLA2 not run"
+    ), line
+    assert "grade A" not in line
+
+
+def test_rule_errors_print_one_line_each_without_traceback(
+    run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    result = run_cli("scan", workspace.rf_joblib, "--select", "TEST901", "--select", "MLA101")
+    assert result.exit_code == 1
+    assert "TEST901 error: RuntimeError: boom\n" in result.stderr
+    assert "gate FAILED: TEST901 errored" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "\x1b[" not in result.stderr  # not a terminal: plain text
+
+
+def test_a_failed_gate_never_reads_grade_a(run_cli: Runner, workspace: Workspace) -> None:
+    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA1", "--require", "MLA702")
+    assert result.exit_code == 1
+    assert result.report["score"] >= 90  # an A by score alone
+    assert " grade C · gate FAILED: required MLA702 not run" in result.stderr
+
+
+def test_verbose_shows_steps_with_elapsed_time(run_cli: Runner, workspace: Workspace) -> None:
     result = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout, "-v")
     assert "loading joblib model" in result.stderr
+    assert re.search(r"^ *[0-9]+\.[0-9]s MLA101 ", result.stderr, re.MULTILINE), result.stderr
+    assert re.search(r"^ *[0-9]+\.[0-9]s MLA702 ", result.stderr, re.MULTILINE), result.stderr
+    assert re.search(r"^MLA702 .* passed .* [0-9]+\.[0-9] *$", result.stderr, re.MULTILINE)
 
 
 def test_trust_model_is_shown_prominently(run_cli: Runner, workspace: Workspace) -> None:
@@ -150,14 +192,14 @@ def test_rule_error_fails_closed_unless_allow_incomplete(
     run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_plugin(tmp_path / "plugin", monkeypatch)
-    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA901", "--select", "MLA101")
+    result = run_cli("scan", workspace.rf_joblib, "--select", "TEST901", "--select", "MLA101")
     assert result.exit_code == 1
-    crashed = result.result("MLA901")
+    crashed = result.result("TEST901")
     assert crashed["status"] == "error"
     assert crashed["reason"] == "RuntimeError: boom"
     assert result.result("MLA101")["status"] == "passed"
     assert any("audit is incomplete" in r for r in result.report["gate"]["reasons"])
-    relaxed = run_cli("scan", workspace.rf_joblib, "--select", "MLA901", "--allow-incomplete")
+    relaxed = run_cli("scan", workspace.rf_joblib, "--select", "TEST901", "--allow-incomplete")
     assert relaxed.exit_code == 0
 
 
@@ -165,21 +207,21 @@ def test_rule_over_budget_is_an_error(
     run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_plugin(tmp_path / "plugin", monkeypatch)
-    (tmp_path / "mlaudit.toml").write_text("[rules.MLA902]\nbudget_s = 0.2\n")
-    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA902")
+    (tmp_path / "mlaudit.toml").write_text("[rules.TEST902]\nbudget_s = 0.2\n")
+    result = run_cli("scan", workspace.rf_joblib, "--select", "TEST902")
     assert result.exit_code == 1
-    assert result.result("MLA902")["status"] == "error"
-    assert "time budget of 0.2 s" in result.result("MLA902")["reason"]
-    assert result.report["run"]["budgets"]["per_rule_overrides"] == {"MLA902": 0.2}
+    assert result.result("TEST902")["status"] == "error"
+    assert "time budget of 0.2 s" in result.result("TEST902")["reason"]
+    assert result.report["run"]["budgets"]["per_rule_overrides"] == {"TEST902": 0.2}
 
 
 def test_rule_options_reach_the_rule(
     run_cli: Runner, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_plugin(tmp_path / "plugin", monkeypatch)
-    (tmp_path / "mlaudit.toml").write_text('[rules.MLA903]\nlabel = "from-config"\n')
-    result = run_cli("scan", workspace.rf_joblib, "--select", "MLA903")
-    assert result.result("MLA903")["metrics"]["label"] == "from-config"
+    (tmp_path / "mlaudit.toml").write_text('[rules.TEST903]\nlabel = "from-config"\n')
+    result = run_cli("scan", workspace.rf_joblib, "--select", "TEST903")
+    assert result.result("TEST903")["metrics"]["label"] == "from-config"
 
 
 def test_seed_makes_rule_randomness_reproducible(
@@ -188,8 +230,8 @@ def test_seed_makes_rule_randomness_reproducible(
     install_plugin(tmp_path / "plugin", monkeypatch)
 
     def draw(seed: str) -> float:
-        result = run_cli("scan", workspace.rf_joblib, "--select", "MLA903", "--seed", seed)
-        value: float = result.result("MLA903")["metrics"]["draw"]
+        result = run_cli("scan", workspace.rf_joblib, "--select", "TEST903", "--seed", seed)
+        value: float = result.result("TEST903")["metrics"]["draw"]
         return value
 
     assert draw("1") == draw("1")
@@ -202,7 +244,7 @@ def test_non_positive_budget_is_a_config_error(
     config = tmp_path / "budget.toml"
     config.write_text("[rules.MLA702]\nbudget_s = 0\n")
     assert_usage_error(run_cli("scan", workspace.rf_joblib, "--config", config),
-                       "budget_s for MLA702 must be a positive number")
+                       "budget_s for rule MLA702 must be a number > 0")
 
 
 def test_environment_overrides_file_and_cli_overrides_environment(
@@ -380,3 +422,41 @@ def test_error_leaves_previous_report_untouched(
     assert failed.exit_code == 2
     assert (first.output_dir / "report.json").read_bytes() == before
     assert sorted(p.name for p in first.output_dir.iterdir()) == ["report.html", "report.json"]
+
+
+# --- the verdict line ------------------------------------------------------------------------
+
+
+def _ran(rule_id: str, *severities: Severity) -> RuleResult:
+    findings = tuple(
+        Finding(rule_id, "t", "m", s, Confidence.HIGH, Location("model"), f"{rule_id}{i}")
+        for i, s in enumerate(severities)
+    )
+    return RuleResult(rule_id, "n", "artifact", Status.FAILED, rule_score(findings),
+                      findings=findings)
+
+
+def test_verdict_names_every_kind_of_reason_the_gate_gives() -> None:
+    """Fed the gate's own reasons, so a change in their wording shows here."""
+    results = [
+        _ran("MLA101", Severity.CRITICAL),
+        _ran("MLA302", Severity.HIGH, Severity.LOW),
+        _ran("MLA107", Severity.HIGH),
+        RuleResult("MLA201", "n", "robustness", Status.ERROR, None, "RuntimeError: boom"),
+        _ran("MLA204"),
+    ]
+    gate = decide_gate(results, 50.0, GatePolicy("high", 60.0, False, ("MLA2", "MLA9")),
+                       "blocked by MLA101 os.system")
+    reasons = [*gate.reasons, "regressed against the baseline: MLA301 auc 0.5 -> 0.7",
+               "a reason of a new kind"]
+    assert gate_failures(reasons) == [
+        "1 critical finding (MLA101)",
+        "2 high findings (MLA302, MLA107)",
+        "score 50 under 60",
+        "MLA201 errored",
+        "required MLA2 incomplete",
+        "required MLA9 not run",
+        "model not loaded (blocked)",
+        "a reason of a new kind",
+        "1 metric regressed against the baseline",
+    ]

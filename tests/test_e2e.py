@@ -42,7 +42,8 @@ def test_console_script_end_to_end(workspace: Workspace, tmp_path: Path) -> None
     script = Path(sys.executable).parent / "mlaudit"
     out = tmp_path / "report"
     completed = subprocess.run(
-        [str(script), "scan", str(workspace.rf_joblib), "--train", str(workspace.train),
+        # The regularised pipeline: the workspace's fully grown forest memorises (MLA302 high).
+        [str(script), "scan", str(workspace.pipeline_skops), "--train", str(workspace.train),
          "--holdout", str(workspace.holdout), "--target", TARGET, "-o", str(out)],
         capture_output=True, text=True, check=False, cwd=tmp_path,
     )

@@ -9,13 +9,17 @@ import pytest
 from mlaudit.errors import UsageError
 from mlaudit.registry import registered_rules, select_rules
 from tests.conftest import Runner, Workspace
-from tests.plugin_rules import install_plugin
+from tests.plugin_rules import PLUGIN_MODULE, install_distribution, install_plugin
 
 
 def test_builtin_rules_are_registered_by_id() -> None:
-    ids = [rule.id for rule in registered_rules()]
+    rules = registered_rules()
+    ids = [rule.id for rule in rules]
     assert ids == sorted(ids)
     assert {"MLA101", "MLA102", "MLA702"} <= set(ids)
+    mla101 = next(rule for rule in rules if rule.id == "MLA101")
+    assert mla101.builtin
+    assert mla101.origin.startswith("mlaudit ")
 
 
 def test_selection_by_prefix_case_insensitive() -> None:
@@ -31,12 +35,24 @@ def test_unknown_selector_is_a_usage_error() -> None:
         select_rules(registered_rules(), ["MLA8"], [])
 
 
+def test_a_plugin_prefix_selects_the_plugin_and_mla_only_mlaudit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    available = registered_rules()
+    plugin = [r.id for r in select_rules(available, ["test"], [])]
+    assert plugin == ["TEST901", "TEST902", "TEST903", "TEST904"]
+    assert not any(r.builtin for r in select_rules(available, ["TEST"], []))
+    assert all(r.builtin for r in select_rules(available, ["MLA"], []))
+    assert [r.id for r in select_rules(available, ["TEST"], ["TEST90"])] == []
+
+
 def test_third_party_rules_are_discovered(
     run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_plugin(tmp_path / "plugin", monkeypatch)
     listing = run_cli("rules").stdout
-    assert "MLA903" in listing
+    assert "TEST903" in listing
     assert "imaginary (missing)" in listing
 
 
@@ -45,10 +61,99 @@ def test_rule_with_missing_extra_is_skipped_with_install_hint(
 ) -> None:
     install_plugin(tmp_path / "plugin", monkeypatch)
     result = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout,
-                     "--select", "MLA904")
-    assert result.result("MLA904")["status"] == "skipped"
-    assert result.result("MLA904")["reason"] == (
+                     "--select", "TEST904")
+    assert result.result("TEST904")["status"] == "skipped"
+    assert result.result("TEST904")["reason"] == (
         "needs the 'imaginary' extra: pip install 'mlaudit[imaginary]'"
+    )
+
+
+def test_one_id_from_two_distributions_names_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         ["ACME101 = acme_rules:Foo"])
+    install_distribution(tmp_path / "b", monkeypatch, "other-pkg", "2.0",
+                         ["ACME101 = other_rules:Bar"])
+    with pytest.raises(UsageError) as raised:
+        registered_rules()
+    assert str(raised.value) == (
+        "rule id ACME101 is registered by both acme-mlaudit 1.0 (acme_rules:Foo) "
+        "and other-pkg 2.0 (other_rules:Bar)"
+    )
+
+
+def test_one_id_for_two_classes_of_one_distribution_is_a_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         ["ACME101 = acme_rules:Foo", "ACME101 = acme_rules:Bar"])
+    with pytest.raises(UsageError, match=r"ACME101 is registered by both acme-mlaudit 1\.0"):
+        registered_rules()
+
+
+def test_the_same_entry_point_listed_twice_is_one_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Editable installs can list an entry point twice; that is one registration."""
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         ["ACME101 = acme_rules:Foo", "ACME101 = acme_rules:Foo"])
+    [acme] = [rule for rule in registered_rules() if rule.id == "ACME101"]
+    assert acme.origin == "acme-mlaudit 1.0 (acme_rules:Foo)"
+
+
+@pytest.mark.parametrize("rule_id", ["MLA901", "MLAX101"])
+def test_a_plugin_may_not_use_the_mla_prefix(
+    rule_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         [f"{rule_id} = acme_rules:Foo"])
+    with pytest.raises(UsageError) as raised:
+        registered_rules()
+    assert str(raised.value) == (
+        f"rule id {rule_id} is registered by acme-mlaudit 1.0 (acme_rules:Foo), but ids "
+        "starting with MLA are reserved for mlaudit's own rules; give the plugin's rules a "
+        "prefix of its own, such as ACME101"
+    )
+
+
+@pytest.mark.parametrize("name", ["acme101", "ACME1", "A101", "ACMEACMEA101", "ACME-101"])
+def test_an_entry_point_that_is_no_rule_id_is_an_error(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         [f"{name} = acme_rules:Foo"])
+    with pytest.raises(UsageError) as raised:
+        registered_rules()
+    assert str(raised.value) == (
+        f"entry point {name!r} in group mlaudit.rules of acme-mlaudit 1.0 (acme_rules:Foo) "
+        "is not a rule id: an id is 2 to 8 capital letters and three digits, such as ACME101"
+    )
+
+
+def test_a_broken_registry_is_exit_2_with_one_line(
+    run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         ["MLA101 = acme_rules:Foo"])
+    result = run_cli("rules")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mlaudit: error: rule id MLA101 is registered by acme")
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_entry_point_naming_another_rule_is_refused_with_its_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    install_distribution(tmp_path / "a", monkeypatch, "acme-mlaudit", "1.0",
+                         [f"ACME101 = {PLUGIN_MODULE}:CrashingRule"])
+    [acme] = [rule for rule in registered_rules() if rule.id == "ACME101"]
+    with pytest.raises(UsageError) as raised:
+        acme.load()
+    assert str(raised.value) == (
+        f"entry point ACME101 of acme-mlaudit 1.0 ({PLUGIN_MODULE}:CrashingRule) does not "
+        "name a Rule class whose meta.id is ACME101"
     )
 
 

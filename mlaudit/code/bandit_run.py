@@ -12,8 +12,8 @@ in batches of :data:`BATCH_FILES`, each with a fresh manager and a collection af
 the compact :class:`CodeIssue` records (and the file list) outlive a batch. Progress is
 reported after each batch.
 
-MLA501 and MLA502 share one run: the last run is kept, keyed by the tree's files (path, size,
-modification time) and the options, so a scan with both rules runs bandit once.
+Each call runs bandit: MLA501 and MLA502 share one run per audit through the run's cache
+(:mod:`mlaudit.runcache`), and nothing is kept once the audit ends.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import configparser
 import gc
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -249,10 +248,6 @@ def _scan(
     return BanditRun(len(files), lines, nosec, tuple(issues), tuple(skipped))
 
 
-_memo_lock = threading.Lock()
-_memo: dict[tuple[object, ...], BanditRun] = {}
-
-
 def run_bandit(
     root: Path,
     options: BanditOptions,
@@ -260,26 +255,10 @@ def run_bandit(
     progress: Callable[[str], None] = lambda _: None,
     check_budget: Callable[[], None] = lambda: None,
 ) -> BanditRun:
-    """Every bandit test (mlaudit's included) over ``root``; the last run is reused."""
+    """Every bandit test (mlaudit's included) over ``root``."""
     config = _bandit_config(options)
     discovery = _manager(config, _profile(config, options), options)
     discovery.discover_files([str(root)], True, ",".join(options.excluded_paths))
     files: list[str] = discovery.files_list
     progress(f"bandit: {len(files)} Python files under {root}")
-    signature = []
-    for name in files:
-        try:
-            stat = os.stat(name)
-        except OSError:
-            signature.append((name, -1, -1))
-        else:
-            signature.append((name, stat.st_size, stat.st_mtime_ns))
-    key = (str(root.resolve()), options, tuple(signature))
-    with _memo_lock:
-        if key not in _memo:
-            run = _scan(
-                root, files, config, options, progress=progress, check_budget=check_budget
-            )
-            _memo.clear()  # one run kept: memory stays bounded by one tree's issues
-            _memo[key] = run
-        return _memo[key]
+    return _scan(root, files, config, options, progress=progress, check_budget=check_budget)

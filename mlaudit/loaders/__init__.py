@@ -11,13 +11,22 @@ import importlib
 from typing import Protocol
 
 from mlaudit.model import LoadedModel
+from mlaudit.runcache import RunCache
 from mlaudit.sniff import ModelFormat
 from mlaudit.subject import ModelArtifact
 
 
 class Loader(Protocol):
+    """Loads ``artifact``; ``cache`` is the run's, through which a loader reuses what the
+    scan already parsed (the ONNX loader reads its class labels from the scan's parse)."""
+
     def __call__(
-        self, artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]
+        self,
+        artifact: ModelArtifact,
+        *,
+        trusted: bool,
+        extra_allowed: frozenset[str],
+        cache: RunCache | None = None,
     ) -> LoadedModel: ...
 
 

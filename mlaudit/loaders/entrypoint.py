@@ -17,10 +17,17 @@ import pandas as pd
 from mlaudit.errors import InputError
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.model import LoadedModel, Task
+from mlaudit.runcache import RunCache
 from mlaudit.subject import ModelArtifact
 
 
-def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+def load(
+    artifact: ModelArtifact,
+    *,
+    trusted: bool,
+    extra_allowed: frozenset[str],
+    cache: RunCache | None = None,
+) -> LoadedModel:
     module_name, _, attribute_path = artifact.reference.partition(":")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))

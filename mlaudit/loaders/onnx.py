@@ -9,6 +9,8 @@ import pandas as pd
 
 from mlaudit.errors import InputError
 from mlaudit.model import LoadedModel, Predictor, Task
+from mlaudit.runcache import RunCache
+from mlaudit.scanners.onnx_format import parse_onnx
 from mlaudit.subject import ModelArtifact
 
 _ONNX_DTYPES = {
@@ -20,7 +22,13 @@ _ONNX_DTYPES = {
 _CLASS_LABEL_ATTRIBUTES = ("classlabels_ints", "classlabels_strings", "classlabels_int64s")
 
 
-def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+def load(
+    artifact: ModelArtifact,
+    *,
+    trusted: bool,
+    extra_allowed: frozenset[str],
+    cache: RunCache | None = None,
+) -> LoadedModel:
     try:
         import onnxruntime
     except ImportError:
@@ -47,7 +55,7 @@ def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str
     width = inputs[0].shape[1] if len(inputs[0].shape) == 2 else None
     n_features = len(inputs) if per_column else width if isinstance(width, int) else None
     feeder = _feeder(inputs, per_column)
-    classes = _class_labels(artifact)
+    classes = _class_labels(artifact, cache)
     has_probabilities = len(outputs) > 1
     task = Task.CLASSIFICATION if classes is not None or has_probabilities else Task.REGRESSION
 
@@ -87,14 +95,15 @@ def _feeder(inputs: list[Any], per_column: bool) -> Predictor:
     return feed  # type: ignore[return-value]
 
 
-def _class_labels(artifact: ModelArtifact) -> tuple[object, ...] | None:
-    """Class labels from the classifier node's attributes, read with the onnx package if present."""
+def _class_labels(artifact: ModelArtifact, cache: RunCache | None) -> tuple[object, ...] | None:
+    """Class labels from the classifier node's attributes, read with the onnx package if present
+    (from the parse the scan already made, with the run's ``cache``)."""
     try:
         import onnx
     except ImportError:
         return None
     assert artifact.path is not None
-    model = onnx.load(str(artifact.path), load_external_data=False)
+    model = parse_onnx(artifact.path, cache, by="the ONNX loader")
     for node in model.graph.node:
         for attribute in node.attribute:
             if attribute.name in _CLASS_LABEL_ATTRIBUTES:

@@ -9,6 +9,7 @@ from mlaudit.errors import InputError
 from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.model import LoadedModel
+from mlaudit.runcache import RunCache
 from mlaudit.scanners.pickle_policy import Verdict, classify
 from mlaudit.subject import ModelArtifact
 
@@ -26,7 +27,13 @@ def _guarded_find_class(allowed: frozenset[str], trusted: bool, original: Any) -
     return find_class
 
 
-def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+def load(
+    artifact: ModelArtifact,
+    *,
+    trusted: bool,
+    extra_allowed: frozenset[str],
+    cache: RunCache | None = None,
+) -> LoadedModel:
     from joblib.numpy_pickle import NumpyUnpickler
     from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 

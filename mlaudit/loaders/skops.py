@@ -6,11 +6,18 @@ from mlaudit.errors import InputError
 from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.model import LoadedModel
+from mlaudit.runcache import RunCache
 from mlaudit.scanners.pickle_policy import Verdict
 from mlaudit.subject import ModelArtifact
 
 
-def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+def load(
+    artifact: ModelArtifact,
+    *,
+    trusted: bool,
+    extra_allowed: frozenset[str],
+    cache: RunCache | None = None,
+) -> LoadedModel:
     import skops.io
 
     assert artifact.path is not None

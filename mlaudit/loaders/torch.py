@@ -16,10 +16,17 @@ import pandas as pd
 
 from mlaudit.errors import InputError, ModelNotRunnable
 from mlaudit.model import LoadedModel, Task
+from mlaudit.runcache import RunCache
 from mlaudit.subject import ModelArtifact
 
 
-def load(artifact: ModelArtifact, *, trusted: bool, extra_allowed: frozenset[str]) -> LoadedModel:
+def load(
+    artifact: ModelArtifact,
+    *,
+    trusted: bool,
+    extra_allowed: frozenset[str],
+    cache: RunCache | None = None,
+) -> LoadedModel:
     try:
         import torch
     except ImportError:

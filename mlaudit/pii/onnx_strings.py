@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, ArtifactStrings, StringCollector
-from mlaudit.scanners.onnx_format import MAX_GRAPH_DEPTH
+from mlaudit.runcache import RunCache
+from mlaudit.scanners.onnx_format import MAX_GRAPH_DEPTH, parse_onnx
 
 _STRING_TENSOR: Final = 8  # TensorProto.DataType.STRING
 _NAME: Final = re.compile(r"^[\w.:/-]{1,80}$")
@@ -99,15 +100,19 @@ class _Reader:
             self.collector.add_all(where, _texts(tensor.string_data))
 
 
-def strings_in_onnx(path: Path, *, max_strings: int = DEFAULT_MAX_STRINGS) -> ArtifactStrings:
+def strings_in_onnx(
+    path: Path,
+    *,
+    max_strings: int = DEFAULT_MAX_STRINGS,
+    cache: RunCache | None = None,
+    by: str = "",
+) -> ArtifactStrings:
     """Strings of an ONNX file (the first ``max_strings`` kept, the rest counted as unread);
-    a file that does not parse yields none, with a problem."""
-    import onnx
-
+    a file that does not parse yields none, with a problem. ``cache`` and ``by``: the run's
+    cache and who asks, so the file the inventory parsed is not parsed again."""
     reader = _Reader(max_strings)
     try:
-        # format="protobuf": never let the file name pick the text or JSON parsers.
-        model = onnx.load_model_from_string(path.read_bytes(), format="protobuf")
+        model = parse_onnx(path, cache, by=by)
     except Exception as error:  # protobuf raises DecodeError, and others on odd input
         reader.collector.problems.append(
             f"the file does not parse as ONNX ({type(error).__name__})"

@@ -8,6 +8,7 @@ escaped is the SVG this package draws, whose text parts are escaped where they a
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -60,13 +61,77 @@ def _key_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     return shown
 
 
-def _families(results: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
+# A fingerprint is hex, but ``mlaudit report`` re-renders archived JSON as it finds it: keeping
+# only these characters keeps a space out of an id (it would break the link) and a hyphen out
+# of the fingerprint part, so the "-2" of a repeated fingerprint cannot meet another's id.
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _finding_anchors(results: list[Mapping[str, Any]]) -> list[list[str]]:
+    """An element id per finding, per result: from the fingerprint, so a link to a finding
+    survives a rerun; a fingerprint seen twice (a rule may repeat one) gets a counter, in
+    report order, so the ids stay unique and still stable."""
+    seen: Counter[str] = Counter()
+    anchors = []
     for result in results:
+        ids = []
+        for finding in result.get("findings", []):
+            base = "finding-" + _NOT_IN_ID.sub("", str(finding.get("fingerprint", "")))
+            seen[base] += 1
+            ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+        anchors.append(ids)
+    return anchors
+
+
+def _gate_reason(finding: Mapping[str, Any], fail_on: str) -> str:
+    """The reason the gate gives for a finding, word for word as ``decide_gate`` writes it:
+    the reasons are what the gate decided (under a baseline only new or worse findings are
+    among them), so a reason is linked to the finding it names rather than re-deciding."""
+    pointer = (finding.get("location") or {}).get("pointer")
+    where = f" ({pointer})" if pointer else ""
+    return (
+        f"{finding['rule_id']} {finding['severity']}: {finding['title']}{where} "
+        f"[fail-on {fail_on}]"
+    )
+
+
+def _verdict(
+    report: Mapping[str, Any], results: list[Mapping[str, Any]], anchors: list[list[str]]
+) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Each gate reason with the id of the finding or errored rule it names (None: it names
+    neither, such as a score under the minimum), and the rules in error no reason names
+    (``--allow-incomplete``), which the verdict still points to."""
+    gate = report.get("gate") or {}
+    by_reason: dict[str, list[str]] = {}
+    for result, ids in zip(results, anchors, strict=True):
+        for finding, anchor in zip(result.get("findings", []), ids, strict=True):
+            by_reason.setdefault(_gate_reason(finding, gate.get("fail_on", "")), []).append(anchor)
+    errored = [r["rule_id"] for r in results if r["status"] == "error"]
+    linked: list[tuple[str, str | None]] = []
+    for reason in gate.get("reasons", []):
+        if by_reason.get(reason):
+            linked.append((reason, by_reason[reason].pop(0)))
+        else:
+            # decide_gate's words for a rule in error, when --allow-incomplete is not given.
+            rule = next((r for r in errored if reason.startswith(f"{r} could not complete")), None)
+            linked.append((reason, rule))
+    named = {target for _, target in linked}
+    return linked, [rule for rule in errored if rule not in named]
+
+
+def _families(
+    results: list[Mapping[str, Any]], anchors: list[list[str]]
+) -> list[dict[str, Any]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for result, ids in zip(results, anchors, strict=True):
         metrics = result.get("metrics") or {}
         grouped.setdefault(result["family"], []).append(
             {
                 **result,
+                "findings": [
+                    {**finding, "anchor": anchor}
+                    for finding, anchor in zip(result.get("findings", []), ids, strict=True)
+                ],
                 "charts": [(chart.title, render_chart(chart)) for chart in collect_charts(metrics)],
                 "key_metrics": _key_metrics(metrics),
             }
@@ -75,7 +140,13 @@ def _families(results: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         f for f in grouped if f not in FAMILY_TITLES
     )
     return [
-        {"id": family, "title": FAMILY_TITLES.get(family, family), "results": grouped[family]}
+        {
+            "id": family,
+            "title": FAMILY_TITLES.get(family, family),
+            "results": grouped[family],
+            "statuses": Counter(r["status"] for r in grouped[family]),
+            "findings": sum(len(r["findings"]) for r in grouped[family]),
+        }
         for family in ordered
     ]
 
@@ -85,13 +156,17 @@ class HtmlRenderer:
 
     def render(self, report: Mapping[str, Any]) -> bytes:
         results = list(report.get("results", []))
+        anchors = _finding_anchors(results)
+        reasons, unlisted_errors = _verdict(report, results, anchors)
         severities = Counter(
             finding["severity"] for result in results for finding in result.get("findings", [])
         )
         template = _environment().get_template("report.html.j2")
         page = template.render(
             report=report,
-            families=_families(results),
+            families=_families(results, anchors),
+            reasons=reasons,
+            unlisted_errors=unlisted_errors,
             severity_chart=severity_chart(severities),
             severities=severities,
             statuses=Counter(result["status"] for result in results),

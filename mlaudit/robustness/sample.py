@@ -4,24 +4,30 @@ The sample size and the per-sample query budget come from the profile (quick for
 thorough for a release) unless a rule's options override them. The threat model (how far an
 attacker may move each feature) is the user's to state; without one, the calibrated default ε
 applies and a breach of it is evidence for a review, not a release blocker.
+
+An evasion attack is computed once per run: its settings follow from the model, not from the
+rule asking, and a rule asking for the same attack on the same sample (MLA203 after MLA201,
+under L∞) reuses the result, so the report gives one radius per row, not two.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import ConfigError
 from mlaudit.findings import JsonValue, Severity
-from mlaudit.model import Task
+from mlaudit.model import LoadedModel, Task
 from mlaudit.robustness.hopskipjump import AttackOutcome, AttackSettings, hop_skip_jump
 from mlaudit.robustness.oracle import ModelOutputError, Oracle
 from mlaudit.robustness.space import FeatureSpace
 from mlaudit.rules.base import RuleContext, RuleSkipped
-from mlaudit.stats import Interval, clopper_pearson
+from mlaudit.runcache import CacheKey
+from mlaudit.stats import Interval, clopper_pearson, derived_rng
 
 # The ε judged when the user states none, in robust spreads (≈ standard deviations) of every
 # feature at once: the largest ε of the grid at which every well-built model of
@@ -34,17 +40,23 @@ PROFILE_SAMPLES: Mapping[str, int] = {"quick": 50, "standard": 200, "thorough": 
 PROFILE_QUERIES: Mapping[str, int] = {"quick": 500, "standard": 2000, "thorough": 10000}
 SAMPLE_SALT = 0x4D4C4132  # "MLA2"
 HISTOGRAM_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# Tree ensembles' extra starts: more donor rows, and random points searched from every start
+# (a tree ensemble's boundary is a union of box faces, easily missed from one start).
+TREE_DONORS = 16
+TREE_STARTS = 6
 
 
-def float_list(ctx: RuleContext, name: str) -> list[float]:
-    value = ctx.options[name]
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ConfigError(f"option {name} must be a non-empty list of positive numbers")
-    return sorted(float(v) for v in value)  # type: ignore[arg-type]
+def attack_settings(model: LoadedModel, norm: str, budget: int) -> AttackSettings:
+    """The evasion attack for ``model`` under ``norm`` with ``budget`` queries per row.
+
+    Tree ensembles get cheap extra starts. The settings depend on the model, never on the
+    rule, so every rule attacking a model under a norm runs, and shares, the same attack.
+    """
+    from mlaudit.robustness.trees import is_tree_ensemble
+
+    if is_tree_ensemble(model.estimator):
+        return AttackSettings(norm, budget, donors=TREE_DONORS, starts=TREE_STARTS)
+    return AttackSettings(norm, budget)
 
 
 @dataclass(frozen=True)
@@ -60,31 +72,36 @@ class ThreatModel:
 
 
 def threat_model(ctx: RuleContext) -> ThreatModel:
-    """The rule's ``epsilon`` (0: the default) and ``feature_epsilon`` table, checked."""
-    epsilon = ctx.number("epsilon")
-    if epsilon < 0:
-        raise ConfigError(f"option epsilon of {ctx.meta.id} must be positive, or 0 for the default")
-    table = ctx.options.get("feature_epsilon", {})
-    if not isinstance(table, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in table.values()
-    ):
-        raise ConfigError(
-            f"option feature_epsilon of {ctx.meta.id} must be a table of feature name or "
-            "pattern = ε (a number >= 0)"
-        )
+    """The rule's ``epsilon`` (0: the default) and ``feature_epsilon`` table."""
+    epsilon = ctx.option_float("epsilon")
+    table = ctx.option_table("feature_epsilon")
     judged = epsilon or DEFAULT_EPSILON
-    relative = {str(k): float(v) / judged for k, v in table.items()}  # type: ignore[arg-type]
+    relative = {name: value / judged for name, value in table.items()}
     return ThreatModel(judged, relative, bool(epsilon) or bool(table))
+
+
+def epsilon_grid(ctx: RuleContext, threat: ThreatModel) -> list[float]:
+    """The ε of the rule's ``epsilons`` curve, with the judged ε among them."""
+    return sorted({*ctx.option_floats("epsilons"), threat.epsilon})
 
 
 def cap(severity: Severity, stated: bool, task: Task, ctx: RuleContext) -> Severity:
     """At most medium unless the user ``stated`` the threat model (and, for regressors, the
     output change that counts): the defaults are a screening question, not a release criterion.
     """
-    stated = stated and (task is not Task.REGRESSION or ctx.number("threshold") > 0)
+    stated = stated and (task is not Task.REGRESSION or ctx.option_float("threshold") > 0)
     if stated or severity <= Severity.MEDIUM:
         return severity
     return Severity.MEDIUM
+
+
+@dataclass(frozen=True, eq=False)
+class AttackRun:
+    """One evasion attack on a sample: its outcome and the model queries and calls it cost."""
+
+    outcome: AttackOutcome
+    queries: int
+    calls: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,23 +131,45 @@ class AttackSample:
         assert ctx.model is not None
         return Oracle(ctx.model, self.space, self.frame, self.reference, self.tolerance)
 
-    def smallest_flips(
-        self,
-        ctx: RuleContext,
-        oracle: Oracle,
-        settings: AttackSettings,
-        rng: np.random.Generator,
-    ) -> AttackOutcome:
-        """MLA201's batched HopSkipJump on the correct rows, started from the sample itself."""
-        return hop_skip_jump(
-            oracle,
-            self.correct,
-            settings,
-            rng,
-            donors=self.space.to_unit(self.frame),
-            donor_outputs=self.clean,
-            check_budget=ctx.check_budget,
+    def smallest_flips(self, ctx: RuleContext, settings: AttackSettings) -> AttackRun:
+        """The batched HopSkipJump on the correct rows, started from the sample itself.
+
+        Computed once per run: the result depends on the sample, the settings and the seed
+        (its generator is the seed's, not the rule's), and a rule asking again reuses it.
+        """
+
+        def attack() -> AttackRun:
+            oracle = self.oracle(ctx)
+            outcome = hop_skip_jump(
+                oracle,
+                self.correct,
+                settings,
+                derived_rng(ctx.seed, f"evasion-attack:{settings.norm}"),
+                donors=self.space.to_unit(self.frame),
+                donor_outputs=self.clean,
+                check_budget=ctx.check_budget,
+            )
+            return AttackRun(outcome, int(oracle.queries.sum()), oracle.calls)
+
+        return ctx.shared(CacheKey("evasion-attack", (self.digest, settings, ctx.seed)), attack)
+
+    @cached_property
+    def digest(self) -> str:
+        """A fingerprint of everything an attack on this sample depends on besides its
+        settings: the rows, their reference and clean answers, the tolerance and the space."""
+        space = self.space
+        arrays = [
+            pd.util.hash_pandas_object(self.frame, index=False).to_numpy(),
+            pd.util.hash_pandas_object(pd.Series(self.reference), index=False).to_numpy(),
+            pd.util.hash_pandas_object(pd.Series(self.clean), index=False).to_numpy(),
+            space.lower, space.upper, space.integer, space.scale,
+        ]
+        digest = hashlib.sha256(
+            repr((space.columns, space.mutable, self.task.value, self.tolerance)).encode()
         )
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     def clean_metrics(self) -> dict[str, JsonValue]:
         metrics: dict[str, JsonValue] = {
@@ -163,8 +202,8 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     frames = [model.select_features(d.features) for d in ctx.subject.datasets]
     space = FeatureSpace.from_data(
         frames,
-        immutable=ctx.strings("immutable"),
-        categorical=ctx.strings("categorical"),
+        immutable=ctx.option_strs("immutable"),
+        categorical=ctx.option_strs("categorical"),
         relative_epsilon=threat_model(ctx).relative if "epsilon" in ctx.options else None,
     )
     if space.dimensions == 0:
@@ -177,7 +216,7 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     candidates = np.flatnonzero(usable)
     if len(candidates) == 0:
         raise RuleSkipped("every sample row has a missing value in a feature that may change")
-    size = int(ctx.number("samples")) or PROFILE_SAMPLES[ctx.profile]
+    size = ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
     # One draw for the whole family, so MLA201-204 judge the same rows and can be compared.
     rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
     chosen = np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
@@ -218,10 +257,10 @@ def _regression_tolerance(
     labelled sample rows (its own error: a smaller move is within what it gets wrong anyway);
     without labels, ``tolerance`` times the spread of its predictions.
     """
-    threshold = ctx.number("threshold")
+    threshold = ctx.option_float("threshold")
     if threshold > 0:
         return threshold, "threshold (configured)"
-    share = ctx.number("tolerance")
+    share = ctx.option_float("tolerance")
     predicted = clean.astype(np.float64)
     if truth is not None:
         known = ~pd.isna(truth)

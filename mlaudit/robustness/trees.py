@@ -203,27 +203,44 @@ class _Extracted:
     """scikit-learn and XGBoost compare float32 inputs with their thresholds."""
 
 
-def _extract(estimator: Any, frame: pd.DataFrame) -> _Extracted:
+def _family(estimator: Any) -> str | None:
+    """Which of the readings below takes ``estimator``; None for a model this module cannot read."""
     from sklearn import ensemble, tree
 
+    if isinstance(estimator, (tree.DecisionTreeClassifier, tree.DecisionTreeRegressor)):
+        return "tree"
+    forests = (
+        ensemble.RandomForestClassifier,
+        ensemble.ExtraTreesClassifier,
+        ensemble.RandomForestRegressor,
+        ensemble.ExtraTreesRegressor,
+    )
+    if isinstance(estimator, forests):
+        return "forest"
+    if isinstance(
+        estimator, (ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor)
+    ):
+        return "boosting"
     name = type(estimator).__name__
+    if name in {"XGBClassifier", "XGBRegressor"}:
+        return "xgboost"
+    if name in {"LGBMClassifier", "LGBMRegressor"}:
+        return "lightgbm"
+    return None
+
+
+def is_tree_ensemble(estimator: Any) -> bool:
+    """Whether ``estimator`` is a tree or tree ensemble of a kind :func:`leaf_table` reads
+    (which still checks that the extracted leaves reproduce its scores)."""
+    return _family(estimator) is not None
+
+
+def _extract(estimator: Any, frame: pd.DataFrame) -> _Extracted:
+    family = _family(estimator)
     classes = getattr(estimator, "classes_", None)
     n_classes = len(classes) if classes is not None else 0
-    if isinstance(estimator, (tree.DecisionTreeClassifier, tree.DecisionTreeRegressor)):
-        members: list[object] = [estimator]
-    elif isinstance(
-        estimator,
-        (
-            ensemble.RandomForestClassifier,
-            ensemble.ExtraTreesClassifier,
-            ensemble.RandomForestRegressor,
-            ensemble.ExtraTreesRegressor,
-        ),
-    ):
-        members = list(estimator.estimators_)
-    else:
-        members = []
-    if members:
+    if family in ("tree", "forest"):
+        members: list[object] = [estimator] if family == "tree" else list(estimator.estimators_)
         classifier = n_classes > 0
         outputs = n_classes if classifier else 1
         trees = [
@@ -238,9 +255,7 @@ def _extract(estimator: Any, frame: pd.DataFrame) -> _Extracted:
             else np.asarray(estimator.predict(frame), dtype=np.float64)[:, None]
         )
         return _Extracted(trees, raw, classifier, float32=True)
-    if isinstance(
-        estimator, (ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor)
-    ):
+    if family == "boosting":
         stages = np.asarray(estimator.estimators_)
         outputs = stages.shape[1]
         rate = float(estimator.learning_rate)
@@ -254,19 +269,19 @@ def _extract(estimator: Any, frame: pd.DataFrame) -> _Extracted:
         else:
             raw = np.asarray(estimator.predict(frame), dtype=np.float64)
         return _Extracted(trees, raw.reshape(len(frame), outputs), n_classes > 0, float32=True)
-    if name in {"XGBClassifier", "XGBRegressor"}:
+    if family == "xgboost":
         outputs = n_classes if n_classes > 2 else 1
         trees = _xgboost_trees(estimator, outputs, list(frame.columns))
         raw = np.asarray(estimator.predict(frame, output_margin=True), dtype=np.float64)
         return _Extracted(trees, raw.reshape(len(frame), outputs), n_classes > 0, float32=True)
-    if name in {"LGBMClassifier", "LGBMRegressor"}:
+    if family == "lightgbm":
         outputs = n_classes if n_classes > 2 else 1
         trees = _lightgbm_trees(estimator, outputs)
         raw = np.asarray(estimator.predict(frame, raw_score=True), dtype=np.float64)
         return _Extracted(trees, raw.reshape(len(frame), outputs), n_classes > 0, float32=False)
     raise UnsupportedEnsemble(
         f"applies to tree ensembles (scikit-learn forests, extra trees, gradient boosting and "
-        f"decision trees, XGBoost, LightGBM); this model is a {name}"
+        f"decision trees, XGBoost, LightGBM); this model is a {type(estimator).__name__}"
     )
 
 

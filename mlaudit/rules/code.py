@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 from mlaudit.controls import CODE_SECURITY, SUPPLY_CHAIN
 from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.rules.base import (
+    Family,
+    OptionKind,
+    Requirement,
+    Rule,
+    RuleContext,
+    RuleMeta,
+    RuleOption,
+)
+from mlaudit.runcache import CacheKey
 
 if TYPE_CHECKING:  # bandit is the ``code`` extra: imported only when a rule runs
     from mlaudit.code.bandit_run import BanditRun, CodeIssue
@@ -30,22 +39,29 @@ _CONFIDENCE = {
 }
 _MAX_SKIPPED_LISTED = 100
 _OPTIONS = (
-    RuleOption("config", "", "bandit configuration file (YAML or TOML); default: the tree's own"),
-    RuleOption("ignore_nosec", False, "report lines marked # nosec too"),
+    RuleOption(
+        "config", "", "bandit configuration file (YAML or TOML); default: the tree's own",
+        kind=OptionKind.STRING,
+    ),
+    RuleOption("ignore_nosec", False, "report lines marked # nosec too", kind=OptionKind.BOOLEAN),
 )
 
 
 def _bandit_run(ctx: RuleContext) -> BanditRun:
-    """The shared bandit run over ``--source``, its figures recorded in the metrics."""
+    """The bandit run over ``--source``, its figures recorded in the metrics; MLA501 and
+    MLA502 with the same options share one run per audit."""
     from mlaudit.code.bandit_run import discover_options, run_bandit
 
     assert ctx.subject.source is not None
     root = ctx.subject.source
-    config = str(ctx.options["config"] or "")
+    config = ctx.option_str("config")
     options = discover_options(
-        root, Path(config) if config else None, bool(ctx.options["ignore_nosec"])
+        root, Path(config) if config else None, ctx.option_bool("ignore_nosec")
     )
-    run = run_bandit(root, options, progress=ctx.progress, check_budget=ctx.check_budget)
+    run = ctx.shared(
+        CacheKey("bandit", (str(root.resolve()), options)),
+        lambda: run_bandit(root, options, progress=ctx.progress, check_budget=ctx.check_budget),
+    )
     skipped: list[JsonValue] = [
         {"path": s.path, "reason": s.reason} for s in run.skipped[:_MAX_SKIPPED_LISTED]
     ]

@@ -11,6 +11,7 @@ from mlaudit.controls import SUPPLY_CHAIN
 from mlaudit.findings import Finding, JsonValue, Location, Severity
 from mlaudit.rules.base import (
     Family,
+    OptionKind,
     Requirement,
     Rule,
     RuleContext,
@@ -66,8 +67,15 @@ class KnownVulnerabilities(Rule):
         extra="deps",
         extra_modules=("packaging", "cvss"),
         options=(
-            RuleOption("database", "", "OSV export: a zip or its folder (--vuln-db sets it)"),
-            RuleOption("max_age_days", 30, "newest record older than this: stale database"),
+            RuleOption(
+                "database", "", "OSV export: a zip or its folder (--vuln-db sets it)",
+                kind=OptionKind.STRING,
+            ),
+            RuleOption(
+                "max_age_days", 30.0,
+                "newest record older than this, in days: stale database (0: not checked)",
+                kind=OptionKind.NUMBER, minimum=0,
+            ),
         ),
         controls=SUPPLY_CHAIN,
     )
@@ -78,7 +86,7 @@ class KnownVulnerabilities(Rule):
         from mlaudit.deps.matching import match, resolve
         from mlaudit.deps.osv import open_database
 
-        database = str(ctx.options["database"] or "")
+        database = ctx.option_str("database")
         if not database:
             raise RuleSkipped(
                 "no vulnerability database: give --vuln-db PATH or vuln_db in the "
@@ -152,8 +160,7 @@ class KnownVulnerabilities(Rule):
                 artifact_key="dependencies",
             )
             yield dataclasses.replace(finding, references=found.references)
-        option = ctx.options["max_age_days"]
-        limit = float(option) if isinstance(option, int | float) else 0.0
+        limit = ctx.option_float("max_age_days")
         if limit > 0 and age is not None and age > limit:
             yield ctx.finding(
                 key="stale-database",
@@ -211,10 +218,14 @@ class SupplyChainHygiene(Rule):
         extra="deps",
         extra_modules=("packaging",),
         options=(
-            RuleOption("require_hashes", True, "report pinned requirement files without hashes"),
+            RuleOption(
+                "require_hashes", True, "report pinned requirement files without hashes",
+                kind=OptionKind.BOOLEAN,
+            ),
             RuleOption(
                 "ignore_installed", ["pip", "setuptools", "wheel"],
                 "installed names never reported as undeclared (with --env)",
+                kind=OptionKind.STRINGS,
             ),
         ),
         controls=SUPPLY_CHAIN,
@@ -229,14 +240,11 @@ class SupplyChainHygiene(Rule):
 
         dependencies = read_dependencies(ctx.subject.requirements)
         installed = installed_distributions() if ctx.subject.environment else None
-        ignored = ctx.options["ignore_installed"]
         issues = hygiene_issues(
             dependencies,
             installed,
-            require_hashes=bool(ctx.options["require_hashes"]),
-            ignore_installed=[
-                canonicalize_name(str(n)) for n in (ignored if isinstance(ignored, list) else [])
-            ],
+            require_hashes=ctx.option_bool("require_hashes"),
+            ignore_installed=[canonicalize_name(n) for n in ctx.option_strs("ignore_installed")],
         )
         requirements = dependencies.requirements
         counts: dict[str, int] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
@@ -34,6 +34,7 @@ from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, MAX_STRINGS, ArtifactString
 from mlaudit.rules.base import (
     BudgetExceeded,
     Family,
+    OptionKind,
     Requirement,
     Rule,
     RuleContext,
@@ -47,12 +48,30 @@ _T = TypeVar("_T")
 _EXTRA: Final = "pii"
 _EXTRA_MODULES: Final = ("presidio_analyzer", "spacy", "tldextract")
 _SHARED_OPTIONS: Final = (
-    RuleOption("entities", list(ENTITY_NAMES), "entity types to look for"),
-    RuleOption("min_score", 0.5, "lowest presidio score (after context) that counts"),
-    RuleOption("nlp_model", None, "installed spaCy model to run instead of the offline engine"),
-    RuleOption("ignore_values", [], "hashes (hmac-sha256:...) of values that are not personal"),
-    RuleOption("max_cell_chars", 10_000, "characters of one value that are analysed"),
-    RuleOption("n_jobs", 0, "worker processes (0: one per core, up to 8, past 20,000 values)"),
+    RuleOption(
+        "entities", list(ENTITY_NAMES), "entity types to look for",
+        kind=OptionKind.STRINGS, choices=tuple(ENTITY_NAMES),
+    ),
+    RuleOption(
+        "min_score", 0.5, "lowest presidio score (after context) that counts",
+        kind=OptionKind.NUMBER, minimum=0, maximum=1,
+    ),
+    RuleOption(
+        "nlp_model", None, "installed spaCy model to run instead of the offline engine",
+        kind=OptionKind.STRING, nullable=True,
+    ),
+    RuleOption(
+        "ignore_values", [], "hashes (hmac-sha256:...) of values that are not personal",
+        kind=OptionKind.STRINGS,
+    ),
+    RuleOption(
+        "max_cell_chars", 10_000, "characters of one value that are analysed",
+        kind=OptionKind.INTEGER, minimum=1, maximum=10_000_000,
+    ),
+    RuleOption(
+        "n_jobs", 0, "worker processes (0: one per core, up to 8, past 20,000 values)",
+        kind=OptionKind.INTEGER, minimum=0, maximum=64,
+    ),
 )
 _ARTIFACT_FORMATS: Final = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.ONNX})
 _MAX_LOCATIONS: Final = 50
@@ -84,43 +103,20 @@ class _Run:
 
 
 def _start(ctx: RuleContext) -> _Run:
-    """Check the shared options, build the engine, record it and the hashing on metrics."""
-    options = ctx.options
-    entities = options.get("entities")
-    if not isinstance(entities, list) or not all(e in ENTITY_NAMES for e in entities):
-        raise ValueError(f"entities must be a list of: {', '.join(ENTITY_NAMES)}")
-    ignore = options.get("ignore_values")
-    if not isinstance(ignore, list) or not all(isinstance(v, str) for v in ignore):
-        raise ValueError("ignore_values must be a list of hashes")
-    nlp_model = options.get("nlp_model")
-    if nlp_model is not None and not isinstance(nlp_model, str):
-        raise ValueError("nlp_model must be the name of an installed spaCy model")
+    """Read the shared options, build the engine, record it and the hashing on metrics."""
+    nlp_model = None if ctx.option_is_null("nlp_model") else ctx.option_str("nlp_model")
     settings = AnalysisSettings(
-        entities=frozenset(str(e) for e in entities),
-        min_score=_number(options, "min_score", 0.0, 1.0),
-        max_chars=_integer(options, "max_cell_chars", 1, 10_000_000),
+        entities=frozenset(ctx.option_strs("entities")),
+        min_score=ctx.option_float("min_score"),
+        max_chars=ctx.option_int("max_cell_chars"),
         nlp_model=nlp_model,
-        n_jobs=_integer(options, "n_jobs", 0, 64),
+        n_jobs=ctx.option_int("n_jobs"),
     )
     engine = _guarded(partial(get_engine, nlp_model))
     redactor = redactor_from()
     ctx.metrics["engine"] = engine.description
     ctx.metrics["value_hashes"] = redactor.hashing
-    return _Run(settings, redactor, frozenset(str(v) for v in ignore))
-
-
-def _number(options: Mapping[str, JsonValue], name: str, low: float, high: float) -> float:
-    value = options.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def _integer(options: Mapping[str, JsonValue], name: str, low: int, high: int) -> int:
-    value = options.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}")
-    return value
+    return _Run(settings, redactor, frozenset(ctx.option_strs("ignore_values")))
 
 
 def _guarded(call: Callable[[], _T]) -> _T:
@@ -225,14 +221,17 @@ class PersonalDataInData(Rule):
         extra_modules=_EXTRA_MODULES,
         options=(
             *_SHARED_OPTIONS,
-            RuleOption("sample_rows", 2_000, "rows analysed per column (0: every row)"),
+            RuleOption(
+                "sample_rows", 2_000, "rows analysed per column (0: every row)",
+                kind=OptionKind.INTEGER, minimum=0, maximum=10**9,
+            ),
         ),
         controls=PERSONAL_DATA,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         run = _start(ctx)
-        sample_rows = _integer(ctx.options, "sample_rows", 0, 10**9)
+        sample_rows = ctx.option_int("sample_rows")
         rng = ctx.rng()
         datasets: dict[str, JsonValue] = {}
         analysed_any = False
@@ -338,7 +337,8 @@ class PersonalDataInArtifact(Rule):
         extra_modules=_EXTRA_MODULES,
         options=(
             RuleOption(
-                "max_strings", DEFAULT_MAX_STRINGS, "strings kept from the file for analysis"
+                "max_strings", DEFAULT_MAX_STRINGS, "strings kept from the file for analysis",
+                kind=OptionKind.INTEGER, minimum=1, maximum=MAX_STRINGS,
             ),
             *_SHARED_OPTIONS,
         ),
@@ -347,7 +347,7 @@ class PersonalDataInArtifact(Rule):
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         run = _start(ctx)
-        strings = _artifact_strings(ctx, _integer(ctx.options, "max_strings", 1, MAX_STRINGS))
+        strings = _artifact_strings(ctx, ctx.option_int("max_strings"))
         ctx.metrics["strings"] = strings.total
         ctx.metrics["distinct_strings"] = strings.distinct
         ctx.metrics["object_paths"] = len(strings.by_path)
@@ -410,7 +410,9 @@ def _artifact_strings(ctx: RuleContext, max_strings: int) -> ArtifactStrings:
     path = ctx.subject.model.path
     assert path is not None
     if ctx.subject.model.format is ModelFormat.ONNX:
-        return strings_in_onnx(path, max_strings=max_strings)
+        return strings_in_onnx(
+            path, max_strings=max_strings, cache=ctx.cache, by=ctx.meta.id
+        )
     return strings_in_file(
         path,
         time_budget_s=max(1.0, ctx.deadline - time.monotonic()),
@@ -450,7 +452,10 @@ class PersonalDataInOutputs(Rule):
         extra_modules=_EXTRA_MODULES,
         options=(
             *_SHARED_OPTIONS,
-            RuleOption("max_rows", 2_000, "rows of the sample the model is run on"),
+            RuleOption(
+                "max_rows", 2_000, "rows of the sample the model is run on",
+                kind=OptionKind.INTEGER, minimum=1, maximum=10**7,
+            ),
         ),
         controls=PERSONAL_DATA,
     )
@@ -459,7 +464,7 @@ class PersonalDataInOutputs(Rule):
         assert ctx.model is not None
         assert ctx.subject.sample is not None
         run = _start(ctx)
-        max_rows = _integer(ctx.options, "max_rows", 1, 10**7)
+        max_rows = ctx.option_int("max_rows")
         features = ctx.subject.sample.features
         if len(features) > max_rows:
             chosen = np.sort(ctx.rng().choice(len(features), size=max_rows, replace=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -9,7 +10,6 @@ import numpy as np
 from scipy.stats import poisson
 
 from mlaudit.controls import INVERSION, MEMBERSHIP
-from mlaudit.errors import ConfigError
 from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity
 from mlaudit.model import Task
 from mlaudit.privacy.art_bridge import (
@@ -34,6 +34,7 @@ from mlaudit.privacy.outputs import ModelOutputs, query_outputs
 from mlaudit.privacy.reference import (
     PER_EXAMPLE_VARIANCE_MIN,
     PROFILE_REFERENCES,
+    ReferencePlan,
     plan_references,
     reference_attacks,
     reference_probabilities,
@@ -42,6 +43,7 @@ from mlaudit.privacy.reference import (
 from mlaudit.privacy.roc import AttackEvaluation, evaluate_attack
 from mlaudit.rules.base import (
     Family,
+    OptionKind,
     Requirement,
     Rule,
     RuleContext,
@@ -49,34 +51,59 @@ from mlaudit.rules.base import (
     RuleOption,
     RuleSkipped,
 )
+from mlaudit.runcache import CacheKey
 
 _MEMBERSHIP_REQUIRES = frozenset({Requirement.MODEL, Requirement.LABELS, Requirement.TRAIN_HOLDOUT})
-_ROWS_OPTION = RuleOption(
-    "max_rows", 10000, "members evaluated at most (and as many non-members), sampled with the seed"
+
+
+def _rate(name: str, default: float, help_text: str) -> RuleOption:
+    """A probability-like option: strictly between 0 and 1."""
+    return RuleOption(
+        name, default, help_text, kind=OptionKind.NUMBER, minimum=0, maximum=1,
+        exclusive_minimum=True, exclusive_maximum=True,
+    )
+
+
+def _rows_option(default: int, help_text: str, minimum: int = 1) -> RuleOption:
+    return RuleOption("max_rows", default, help_text, kind=OptionKind.INTEGER, minimum=minimum)
+
+
+_ROWS_OPTION = _rows_option(
+    10000, "members evaluated at most (and as many non-members), sampled with the seed"
 )
-_CONFIDENCE_OPTION = RuleOption("confidence", 0.95, "confidence level of every interval")
-_BOOTSTRAP_OPTION = RuleOption("bootstrap", 1000, "bootstrap resamples per interval")
+_CONFIDENCE_OPTION = _rate("confidence", 0.95, "confidence level of every interval")
+_BOOTSTRAP_OPTION = RuleOption(
+    "bootstrap", 1000, "bootstrap resamples per interval", kind=OptionKind.INTEGER, minimum=100
+)
+# joblib's convention, with 0 read as -1: a count of workers, or all cores.
+_N_JOBS_OPTION = RuleOption(
+    "n_jobs", -1, "joblib workers fitting reference models (-1 or 0: all cores)",
+    kind=OptionKind.INTEGER, minimum=-1,
+)
 _MEMBERSHIP_OPTIONS = (
     RuleOption(
         "fpr_levels",
         [0.001, 0.01, 0.1],
         "false-positive rates at which the TPR is reported; each needs at least 10 / rate "
         "non-members, otherwise the result says how many holdout rows it needs",
+        kind=OptionKind.NUMBERS,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
     ),
-    RuleOption(
-        "high_at_fpr", 0.01, "the false-positive rate the high-severity criterion looks at"
-    ),
-    RuleOption(
+    _rate("high_at_fpr", 0.01, "the false-positive rate the high-severity criterion looks at"),
+    _rate(
         "high_tpr_lower_bound",
         0.05,
         "high finding when the lower confidence bound of TPR at `high_at_fpr` exceeds this",
     ),
-    RuleOption(
+    _rate(
         "medium_auc_lower_bound",
         0.6,
         "medium finding when the lower confidence bound of the AUC exceeds this",
     ),
-    RuleOption(
+    _rate(
         "high_auc_lower_bound",
         0.65,
         "high finding when the lower confidence bound of the AUC exceeds this (catches "
@@ -86,24 +113,6 @@ _MEMBERSHIP_OPTIONS = (
     _BOOTSTRAP_OPTION,
     _ROWS_OPTION,
 )
-
-
-# --------------------------------------------------------------------------- options
-# A malformed option is a configuration error (exit 2, no report), not a rule failure.
-
-
-def _count(ctx: RuleContext, name: str, minimum: int) -> int:
-    value = ctx.number(name)
-    if value != int(value) or value < minimum:
-        raise ConfigError(f"option {name} of {ctx.meta.id} must be an integer >= {minimum}")
-    return int(value)
-
-
-def _rate(ctx: RuleContext, name: str) -> float:
-    value = ctx.number(name)
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"option {name} of {ctx.meta.id} must be between 0 and 1, not {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -116,28 +125,20 @@ class _Statistics:
 
     @classmethod
     def from_options(cls, ctx: RuleContext) -> _Statistics:
-        levels = ctx.options["fpr_levels"]
-        if not isinstance(levels, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in levels
-        ):
-            raise ConfigError(
-                f"option fpr_levels of {ctx.meta.id} must be a list of rates in (0, 1)"
-            )
         thresholds = MembershipThresholds(
-            _rate(ctx, "high_at_fpr"),
-            _rate(ctx, "high_tpr_lower_bound"),
-            _rate(ctx, "medium_auc_lower_bound"),
-            _rate(ctx, "high_auc_lower_bound"),
+            ctx.option_float("high_at_fpr"),
+            ctx.option_float("high_tpr_lower_bound"),
+            ctx.option_float("medium_auc_lower_bound"),
+            ctx.option_float("high_auc_lower_bound"),
         )
         # The gate's FPR is always measured, whether or not it is listed for the report.
-        fprs = sorted({float(v) for v in levels if isinstance(v, (int, float))}
-                      | {thresholds.high_at_fpr})
+        fprs = sorted({*ctx.option_floats("fpr_levels"), thresholds.high_at_fpr})
         return cls(
             tuple(fprs),
             thresholds,
-            _rate(ctx, "confidence"),
-            _count(ctx, "bootstrap", 100),
-            _count(ctx, "max_rows", 1),
+            ctx.option_float("confidence"),
+            ctx.option_int("bootstrap"),
+            ctx.option_int("max_rows"),
         )
 
 
@@ -191,17 +192,26 @@ def _evaluate(
 
 
 def _reference_scores(
-    ctx: RuleContext,
-    data: MembershipData,
-    outputs: ModelOutputs,
-    count: int,
-    n_jobs: int,
+    ctx: RuleContext, data: MembershipData, outputs: ModelOutputs, count: int
 ) -> list[AttackScores]:
+    """The reference-model attacks with ``count`` references, fitted once per run: MLA302 and
+    MLA304 asking for the same count on the same rows share one set of fitted models."""
     assert ctx.model is not None
-    plan = plan_references(count, len(data.pool), privacy_rng(ctx.seed, "reference-models"))
-    references = reference_probabilities(
-        ctx.model, data, plan, n_jobs=n_jobs, check_budget=ctx.check_budget
-    )
+    model = ctx.model
+
+    def fit() -> tuple[ReferencePlan, np.ndarray]:
+        plan = plan_references(count, len(data.pool), privacy_rng(ctx.seed, "reference-models"))
+        n_jobs = ctx.option_int("n_jobs") or -1
+        fitted = reference_probabilities(
+            model, data, plan, n_jobs=n_jobs, check_budget=ctx.check_budget
+        )
+        return plan, fitted
+
+    # Within a run the pool is fixed (every usable train and holdout row); the fits depend
+    # on it, on the rows they score, on the count and on the seed the plan is drawn from.
+    scored = hashlib.sha256(np.ascontiguousarray(data.targets).tobytes()).hexdigest()
+    key = CacheKey("reference-models", (ctx.seed, count, len(data.pool), scored))
+    plan, references = ctx.shared(key, fit)
     return reference_attacks(
         outputs.true_class_probability(data.labels), references, plan.keep[:, data.targets]
     )
@@ -439,7 +449,9 @@ class ReferenceModelMembershipInference(Rule):
 
     **Options**: ``references`` is the number of reference models (default from the profile:
     quick 4, standard 8, thorough 32; quick is a smoke test that every rule can run, too few
-    references to clear a model); ``n_jobs`` the joblib workers (-1: all cores). The
+    references to clear a model); ``n_jobs`` the joblib workers (-1 or 0: all cores). With
+    MLA304 asking for as many references (its ``reference_models``), the two rules share one
+    set of fitted models, and their metrics say which rule fitted them. The
     thresholds and statistics options are those of MLA301: ``fpr_levels``, ``high_at_fpr``,
     ``high_tpr_lower_bound``, ``high_auc_lower_bound``, ``medium_auc_lower_bound``,
     ``confidence``, ``bootstrap``, ``max_rows``.
@@ -457,8 +469,11 @@ class ReferenceModelMembershipInference(Rule):
                 None,
                 "reference models to fit; null takes the profile's (quick 4, standard 8, "
                 "thorough 32)",
+                kind=OptionKind.INTEGER,
+                minimum=2,
+                nullable=True,
             ),
-            RuleOption("n_jobs", -1, "joblib workers fitting reference models (-1: all cores)"),
+            _N_JOBS_OPTION,
             *_MEMBERSHIP_OPTIONS,
         ),
         controls=MEMBERSHIP,
@@ -473,12 +488,12 @@ class ReferenceModelMembershipInference(Rule):
         stats = _Statistics.from_options(ctx)
         count = (
             PROFILE_REFERENCES[ctx.profile]
-            if ctx.options["references"] is None
-            else _count(ctx, "references", 2)
+            if ctx.option_is_null("references")
+            else ctx.option_int("references")
         )
         data = _data_or_skip(ctx, stats.max_rows)
         outputs = _outputs(ctx, data)
-        attacks = _reference_scores(ctx, data, outputs, count, int(ctx.number("n_jobs")))
+        attacks = _reference_scores(ctx, data, outputs, count)
         ctx.metrics["references"] = count
         ctx.metrics["lira_variance"] = (
             "per-row" if count // 2 >= PER_EXAMPLE_VARIANCE_MIN else "pooled"
@@ -527,21 +542,27 @@ class AttributeInference(Rule):
         extra=ART_EXTRA,
         extra_modules=("art",),
         options=(
-            RuleOption("sensitive", [], "model input columns whose values are sensitive"),
+            RuleOption(
+                "sensitive", [], "model input columns whose values are sensitive",
+                kind=OptionKind.STRINGS,
+            ),
             RuleOption(
                 "min_advantage",
                 0.05,
                 "finding when the lower confidence bound of the advantage over the baseline "
                 "exceeds this",
+                minimum=0,
+                maximum=1,
             ),
             RuleOption(
                 "max_categories",
                 20,
                 "numeric columns with more distinct values are treated as continuous",
+                minimum=1,
             ),
             _CONFIDENCE_OPTION,
             _BOOTSTRAP_OPTION,
-            RuleOption("max_rows", 5000, "training rows attacked at most, sampled with the seed"),
+            _rows_option(5000, "training rows attacked at most, sampled with the seed", 10),
         ),
         controls=INVERSION,
     )
@@ -549,7 +570,7 @@ class AttributeInference(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         assert ctx.model is not None
         _require_classifier(ctx)
-        sensitive = ctx.strings("sensitive")
+        sensitive = ctx.option_strs("sensitive")
         if not sensitive:
             raise RuleSkipped(
                 "no sensitive column configured: set sensitive = [\"column\", ...] under "
@@ -574,14 +595,14 @@ class AttributeInference(Rule):
                 "; ".join(f"sensitive column {c!r} is {why}" for c, why in skipped.items())
             )
         rng = privacy_rng(ctx.seed, "attribute-inference")
-        size = min(len(members), _count(ctx, "max_rows", 10))
+        size = min(len(members), ctx.option_int("max_rows"))
         members = members.iloc[np.sort(rng.choice(len(members), size, replace=False))]
         classes = model_classes(ctx.model, train)
         if classes is None:
             raise RuleSkipped("the model does not name its classes; give --target")
         target = attribute_target(ctx.model, members, classes)
-        max_categories = _count(ctx, "max_categories", 1)
-        resamples, confidence = _count(ctx, "bootstrap", 100), _rate(ctx, "confidence")
+        max_categories = ctx.option_int("max_categories")
+        resamples, confidence = ctx.option_int("bootstrap"), ctx.option_float("confidence")
         results = []
         for column in attacked:
             ctx.check_budget()
@@ -593,7 +614,7 @@ class AttributeInference(Rule):
             )
         ctx.metrics["columns"] = [r.as_metric() for r in results]
         ctx.metrics["skipped_columns"] = skipped
-        threshold = ctx.number("min_advantage")
+        threshold = ctx.option_float("min_advantage")
         for result in results:
             if result.advantage.low <= threshold:
                 continue
@@ -618,7 +639,7 @@ class EmpiricalPrivacyBound(Rule):
     algorithm bounds every membership test: TPR <= e^epsilon FPR + delta (and the same for
     the complementary test); a test that beats the bound refutes the epsilon (Jagielski et al.
     2020; Nasr et al. 2021). The loss, confidence and rule-based attacks of MLA301 (and, with
-    ``reference_models`` > 0, the reference-model attacks of MLA302) are run on half of the
+    ``reference_models`` set, the reference-model attacks of MLA302) are run on half of the
     evaluation rows to choose an attack and threshold; the other half certifies it with
     Clopper-Pearson bounds on TPR and FPR, so the selection does not inflate the bound. ART's
     trained attack is left out: it learns from membership labels, and certifying it honestly
@@ -637,9 +658,11 @@ class EmpiricalPrivacyBound(Rule):
     reduce memorisation as for MLA301 and MLA302.
 
     **Options**: ``claimed_epsilon`` is the DP claim to test (a high finding when the bound
-    exceeds it); ``delta`` the claim's delta; ``reference_models`` adds MLA302's attacks with
-    that many reference models, for a tighter bound at MLA302's cost, fitted by ``n_jobs``
-    joblib workers. ``confidence`` (0.95) is the level of the Clopper-Pearson bounds and
+    exceeds it); ``delta`` the claim's delta; ``reference_models`` (unset: none; at least 2)
+    adds MLA302's attacks with that many reference models, for a tighter bound at MLA302's
+    cost, fitted by ``n_jobs`` joblib workers; set to MLA302's number of references (the
+    profile's: quick 4, standard 8, thorough 32), the fitted models are MLA302's, at no extra
+    cost. ``confidence`` (0.95) is the level of the Clopper-Pearson bounds and
     ``max_rows`` (10000) caps the members evaluated.
     """
 
@@ -651,15 +674,20 @@ class EmpiricalPrivacyBound(Rule):
         requires=_MEMBERSHIP_REQUIRES,
         options=(
             RuleOption(
-                "claimed_epsilon", None, "the epsilon the model is claimed to satisfy, if any"
+                "claimed_epsilon", None, "the epsilon the model is claimed to satisfy, if any",
+                kind=OptionKind.NUMBER, minimum=0, nullable=True,
             ),
-            RuleOption("delta", 1e-5, "the delta of the (epsilon, delta)-DP guarantee tested"),
+            _rate("delta", 1e-5, "the delta of the (epsilon, delta)-DP guarantee tested"),
             RuleOption(
                 "reference_models",
-                0,
-                "reference models for MLA302's attacks (0: reference-free attacks only)",
+                None,
+                "reference models for MLA302's attacks (null: reference-free attacks only); "
+                "the same number as MLA302's shares its fitted models",
+                kind=OptionKind.INTEGER,
+                minimum=2,
+                nullable=True,
             ),
-            RuleOption("n_jobs", -1, "joblib workers fitting reference models (-1: all cores)"),
+            _N_JOBS_OPTION,
             _CONFIDENCE_OPTION,
             _ROWS_OPTION,
         ),
@@ -669,17 +697,16 @@ class EmpiricalPrivacyBound(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         assert ctx.model is not None
         _require_classifier(ctx)
-        delta = _rate(ctx, "delta")
-        confidence = _rate(ctx, "confidence")
-        data = _data_or_skip(ctx, _count(ctx, "max_rows", 1))
+        delta = ctx.option_float("delta")
+        confidence = ctx.option_float("confidence")
+        data = _data_or_skip(ctx, ctx.option_int("max_rows"))
         outputs = _outputs(ctx, data)
         attacks = threshold_attacks(outputs, data.labels)
-        references = _count(ctx, "reference_models", 0)
-        if references:
+        if not ctx.option_is_null("reference_models"):
             obstacle = refit_obstacle(ctx.model)
             if obstacle is None:
                 attacks += _reference_scores(
-                    ctx, data, outputs, references, int(ctx.number("n_jobs"))
+                    ctx, data, outputs, ctx.option_int("reference_models")
                 )
             else:
                 ctx.metrics["reference_models_skipped"] = obstacle
@@ -691,7 +718,6 @@ class EmpiricalPrivacyBound(Rule):
         ctx.metrics.update(data.metrics())
         ctx.metrics.update(bound.as_metric())
         ctx.metrics["attacks_considered"] = [a.name for a in attacks]
-        claimed = ctx.options["claimed_epsilon"]
         location = Location(ctx.subject.model.reference)
         summary = (
             f"the {bound.attack} attack at threshold {bound.threshold:.4g} has TPR >= "
@@ -699,8 +725,8 @@ class EmpiricalPrivacyBound(Rule):
             f"held-out rows ({confidence:.0%} confidence), so the model is not "
             f"({bound.epsilon:.3f}, {delta:g})-DP"
         )
-        if claimed is not None:
-            claim = ctx.number("claimed_epsilon")
+        if not ctx.option_is_null("claimed_epsilon"):
+            claim = ctx.option_float("claimed_epsilon")
             ctx.metrics["claimed_epsilon"] = claim
             if bound.epsilon > claim:
                 yield ctx.finding(

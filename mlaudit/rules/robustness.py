@@ -8,18 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlaudit.controls import EVASION, RELIABILITY
-from mlaudit.errors import ConfigError
 from mlaudit.findings import Finding, JsonValue, Location, Severity
 from mlaudit.model import Task
-from mlaudit.robustness.hopskipjump import AttackSettings
 from mlaudit.robustness.sample import (
     DEFAULT_EPSILON,
     DEFAULT_RMSE_SHARE,
     PROFILE_QUERIES,
     AttackSample,
     ThreatModel,
+    attack_settings,
     cap,
-    float_list,
+    epsilon_grid,
     perturbation_summary,
     prepare,
     retained,
@@ -27,69 +26,113 @@ from mlaudit.robustness.sample import (
     threat_model,
 )
 from mlaudit.robustness.space import project, within
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.rules.base import (
+    Family,
+    OptionKind,
+    Requirement,
+    Rule,
+    RuleContext,
+    RuleMeta,
+    RuleOption,
+)
 
 if TYPE_CHECKING:
     from mlaudit.robustness.trees import LeafTable, Verifier
 from mlaudit.stats import Interval, clopper_pearson
 
 NORMS = ("linf", "l2")
-# MLA203's cheap extra starts: more donor rows, and random points searched from every start
-# (a tree ensemble's boundary is a union of box faces, easily missed from one start).
-TREE_DONORS = 16
-TREE_STARTS = 6
 NORM_NAMES = {"linf": "L∞", "l2": "L2 (root mean square)"}
 
+
+def _share(name: str, default: float, help_text: str) -> RuleOption:
+    """A share of rows or decisions: a number from 0 to 1."""
+    return RuleOption(name, default, help_text, kind=OptionKind.NUMBER, minimum=0, maximum=1)
+
+
+def _count(name: str, default: int, help_text: str, minimum: int) -> RuleOption:
+    return RuleOption(name, default, help_text, kind=OptionKind.INTEGER, minimum=minimum)
+
+
 _REALISM = (
-    RuleOption("immutable", [], "features the attacker cannot change (never perturbed)"),
-    RuleOption("categorical", [], "numeric features that encode categories (never perturbed)"),
     RuleOption(
-        "samples", 0, "rows attacked; 0 takes the profile's (quick 50, standard 200, thorough 1000)"
+        "immutable", [], "features the attacker cannot change (never perturbed)",
+        kind=OptionKind.STRINGS,
+    ),
+    RuleOption(
+        "categorical", [], "numeric features that encode categories (never perturbed)",
+        kind=OptionKind.STRINGS,
+    ),
+    _count(
+        "samples", 0,
+        "rows attacked; 0 takes the profile's (quick 50, standard 200, thorough 1000)", 0,
     ),
     RuleOption(
         "tolerance",
         DEFAULT_RMSE_SHARE,
         "regressors: an output moving more than this share of the model's holdout RMSE counts "
         "as flipped",
+        kind=OptionKind.NUMBER,
+        minimum=0,
+        exclusive_minimum=True,
     ),
     RuleOption(
         "threshold",
-        0,
+        0.0,
         "regressors: the output change that counts as flipped, in the target's units "
         "(0: use tolerance); stating it lets a breach be high",
+        kind=OptionKind.NUMBER,
+        minimum=0,
     ),
+)
+_USE_BOUND = RuleOption(
+    "use_bound",
+    True,
+    "judge the upper bound of the 95% interval (a finding only "
+    "when the weakness is statistically clear) instead of the estimate",
+    kind=OptionKind.BOOLEAN,
 )
 _THRESHOLDS = (
     RuleOption(
         "epsilon",
-        0,
+        0.0,
         "the perturbation budget judged, in robust spreads of each feature (0: the calibrated "
         f"default {DEFAULT_EPSILON:g}, where a breach is at most medium)",
+        kind=OptionKind.NUMBER,
+        minimum=0,
     ),
     RuleOption(
         "feature_epsilon",
         {},
         "a table of feature name or glob pattern (a family, pixel_*) = its own ε in robust "
         "spreads; 0 freezes the feature",
+        kind=OptionKind.NUMBER_TABLE,
+        minimum=0,
     ),
-    RuleOption("epsilons", [0.01, 0.02, 0.05, 0.1, 0.2, 0.5], "the ε grid of the accuracy curve"),
-    RuleOption("high_below", 0.5, "high when under this share of correct decisions survives ε"),
-    RuleOption("medium_below", 0.8, "medium when under this share survives ε"),
     RuleOption(
-        "use_bound",
-        True,
-        "judge the upper bound of the 95% interval (a finding only "
-        "when the weakness is statistically clear) instead of the estimate",
+        "epsilons",
+        [0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
+        "the ε grid of the accuracy curve",
+        kind=OptionKind.NUMBERS,
+        minimum=0,
+        exclusive_minimum=True,
+        min_items=1,
     ),
+    _share("high_below", 0.5, "high when under this share of correct decisions survives ε"),
+    _share("medium_below", 0.8, "medium when under this share survives ε"),
+    _USE_BOUND,
 )
-_USE_BOUND = _THRESHOLDS[-1]
+_NORMS = RuleOption(
+    "norms", list(NORMS), "the norms attacked", kind=OptionKind.STRINGS, choices=NORMS,
+    min_items=1,
+)
+_QUERIES = _count("queries", 0, "model queries per row; 0 takes the profile's", 0)
 
 
 def _judge(survival: Interval, ctx: RuleContext) -> Severity | None:
-    value = survival.high if ctx.options["use_bound"] else survival.estimate
-    if value < ctx.number("high_below"):
+    value = survival.high if ctx.option_bool("use_bound") else survival.estimate
+    if value < ctx.option_float("high_below"):
         return Severity.HIGH
-    if value < ctx.number("medium_below"):
+    if value < ctx.option_float("medium_below"):
         return Severity.MEDIUM
     return None
 
@@ -123,14 +166,6 @@ def _step_note(ctx: RuleContext, threat: ThreatModel, sample: AttackSample) -> I
         location=Location(ctx.subject.model.reference, pointer="integer-step"),
         evidence={"features": list(stuck), "epsilon": threat.epsilon},
     )
-
-
-def _norms(ctx: RuleContext) -> list[str]:
-    chosen = ctx.strings("norms")
-    unknown = sorted(set(chosen) - set(NORMS))
-    if unknown or not chosen:
-        raise ConfigError(f"option norms must list some of {', '.join(NORMS)}")
-    return chosen
 
 
 def _grid_radii(flips: Mapping[float, np.ndarray], grid: list[float]) -> np.ndarray:
@@ -218,6 +253,10 @@ class BlackBoxEvasion(Rule):
     histogram, queries used, and the integer features whose one step is larger than ε (they
     cannot move at ε: an info finding says so). Regressors: a row counts as flipped when its
     prediction moves more than half the model's holdout RMSE (or the configured threshold).
+    Tree ensembles get cheap extra starts (16 nearest donor rows and random points, the best 6
+    each searched towards the row): their boundary is easily missed from one start. Each
+    attack runs once per audit: MLA203 reuses the L∞ one (same sample, settings and seed), so
+    the two rules report the same radii, and the metrics' ``reused`` says so.
 
     **Why it matters**: a model whose decisions flip when an applicant changes their stated
     income by 2% can be gamed by anyone who can query it, and is brittle against honest noise.
@@ -252,31 +291,26 @@ class BlackBoxEvasion(Rule):
         family=Family.ROBUSTNESS,
         severity=Severity.HIGH,
         requires=frozenset({Requirement.MODEL, Requirement.DATA, Requirement.LABELS}),
-        options=(
-            *_REALISM,
-            *_THRESHOLDS,
-            RuleOption("norms", list(NORMS), "the norms attacked: linf, l2"),
-            RuleOption("queries", 0, "model queries per row; 0 takes the profile's"),
-        ),
+        options=(*_REALISM, *_THRESHOLDS, _NORMS, _QUERIES),
         controls=EVASION,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        assert ctx.model is not None
         sample = prepare(ctx)
         threat = threat_model(ctx)
         ctx.metrics.update(sample.clean_metrics())
-        budget = int(ctx.number("queries")) or PROFILE_QUERIES[ctx.profile]
+        budget = ctx.option_int("queries") or PROFILE_QUERIES[ctx.profile]
         epsilon = threat.epsilon
-        grid = sorted({*float_list(ctx, "epsilons"), epsilon})
-        oracle = sample.oracle(ctx)
+        grid = epsilon_grid(ctx, threat)
         attacked = sample.correct
         per_norm: dict[str, JsonValue] = {}
-        rng = ctx.rng()
+        calls = 0
         yield from _step_note(ctx, threat, sample)
-        for norm in _norms(ctx):
-            before = int(oracle.queries.sum())
-            settings = AttackSettings(norm, budget)
-            radii = sample.smallest_flips(ctx, oracle, settings, rng).distance
+        for norm in ctx.option_strs("norms"):
+            run = sample.smallest_flips(ctx, attack_settings(ctx.model, norm, budget))
+            radii = run.outcome.distance
+            calls += run.calls
             survival = retained(radii, epsilon)
             per_norm[norm] = {
                 "attacked": len(attacked),
@@ -288,7 +322,7 @@ class BlackBoxEvasion(Rule):
                 "robust_accuracy": robust_curve(radii, len(sample.frame), grid),
                 "survival_at_epsilon": survival.as_metric() if survival else None,
                 "perturbation": perturbation_summary(radii),
-                "queries": int(oracle.queries.sum()) - before,
+                "queries": run.queries,
             }
             if survival is not None:
                 yield from _evasion_finding(
@@ -303,7 +337,7 @@ class BlackBoxEvasion(Rule):
             {
                 **_threat_metrics(threat, sample),
                 "queries_per_row": budget,
-                "model_calls": oracle.calls,
+                "model_calls": calls,
                 "norms": per_norm,
             }
         )
@@ -348,8 +382,8 @@ class GradientEvasion(Rule):
         options=(
             *_REALISM[:3],
             *_THRESHOLDS,
-            RuleOption("norms", list(NORMS), "the norms attacked: linf, l2"),
-            RuleOption("iterations", 20, "PGD iterations"),
+            _NORMS,
+            _count("iterations", 20, "PGD iterations", 1),
         ),
         controls=EVASION,
     )
@@ -376,9 +410,9 @@ class GradientEvasion(Rule):
             raise RuleSkipped(str(reason)) from None
         ctx.metrics.update(sample.clean_metrics())
         epsilon = threat.epsilon
-        grid = sorted({*float_list(ctx, "epsilons"), epsilon})
+        grid = epsilon_grid(ctx, threat)
         yield from _step_note(ctx, threat, sample)
-        iterations = int(ctx.number("iterations"))
+        iterations = ctx.option_int("iterations")
         oracle = sample.oracle(ctx)
         attacked = sample.correct
         classes = list(ctx.model.classes or ())
@@ -387,7 +421,7 @@ class GradientEvasion(Rule):
         mutable = list(sample.space.mutable)
         origin = vectors[:, mutable]
         per_norm: dict[str, JsonValue] = {}
-        for norm in _norms(ctx):
+        for norm in ctx.option_strs("norms"):
             flipped_at: dict[str, dict[float, np.ndarray]] = {"fgsm": {}, "pgd": {}}
             for method in ("fgsm", "pgd"):
                 for eps in grid:
@@ -452,10 +486,11 @@ class TreeEnsembleVerification(Rule):
     within it, no perturbation changes the decision. mlaudit reads the leaves of every tree as
     boxes and bounds the worst reachable combination tree by tree (a sound relaxation), with
     immutable features held inside their box; the extracted trees are checked to reproduce the
-    model's own scores first. Beside it, a HopSkipJump attack with cheap extra starts (16
-    nearest donor rows and random points, the best 6 each searched towards the row) gives
-    the upper bound, so robust accuracy at ε is reported as "between a and b". The verdict
-    reads the whole range: when even the attack's share is under ``medium_below`` or
+    model's own scores first. Beside it, MLA201's L∞ HopSkipJump attack, with the cheap extra
+    starts it gives tree ensembles (16 nearest donor rows and random points, the best 6 each
+    searched towards the row), gives the upper bound (run once: when MLA201 ran on the same
+    sample it is reused, not rerun), so robust accuracy at ε is reported as "between a and
+    b". The verdict reads the whole range: when even the attack's share is under ``medium_below`` or
     ``high_below`` the model is weak (as for MLA201, at most medium without a threat model);
     when only the certified share is under ``certified_below``, robustness cannot be shown,
     a low finding.
@@ -484,12 +519,12 @@ class TreeEnsembleVerification(Rule):
         options=(
             *_REALISM,
             *_THRESHOLDS,
-            RuleOption(
+            _share(
                 "certified_below",
                 0.5,
                 "low when under this share of correct decisions is certified to survive ε",
             ),
-            RuleOption("queries", 0, "attack queries per row; 0 takes the profile's"),
+            _QUERIES,
         ),
         controls=EVASION,
     )
@@ -507,12 +542,12 @@ class TreeEnsembleVerification(Rule):
             raise RuleSkipped(str(reason)) from None
         ctx.metrics.update(sample.clean_metrics())
         epsilon = threat.epsilon
-        grid = sorted({*float_list(ctx, "epsilons"), epsilon})
+        grid = epsilon_grid(ctx, threat)
         yield from _step_note(ctx, threat, sample)
         certified = self._certified(ctx, sample, table, Verifier(table, sample.space, "linf"))
-        budget = int(ctx.number("queries")) or PROFILE_QUERIES[ctx.profile]
-        settings = AttackSettings("linf", budget, donors=TREE_DONORS, starts=TREE_STARTS)
-        outcome = sample.smallest_flips(ctx, sample.oracle(ctx), settings, ctx.rng())
+        budget = ctx.option_int("queries") or PROFILE_QUERIES[ctx.profile]
+        # MLA201's L∞ attack on the same sample, with the same settings: shared, not rerun.
+        outcome = sample.smallest_flips(ctx, attack_settings(ctx.model, "linf", budget)).outcome
         total = len(sample.frame)
         ctx.metrics.update(
             {
@@ -588,8 +623,8 @@ class TreeEnsembleVerification(Rule):
                 evidence=evidence,
             )
             return
-        judged = lower.high if ctx.options["use_bound"] else lower.estimate
-        if judged < ctx.number("certified_below"):
+        judged = lower.high if ctx.option_bool("use_bound") else lower.estimate
+        if judged < ctx.option_float("certified_below"):
             yield ctx.finding(
                 key="linf",
                 title="Robustness cannot be certified at ε",
@@ -633,12 +668,13 @@ class NoiseStability(Rule):
         requires=frozenset({Requirement.MODEL, Requirement.DATA}),
         options=(
             *_REALISM,
-            RuleOption("noise", 0.05, "largest random change per feature, in robust spreads of it"),
-            RuleOption("draws", 20, "random perturbations per row"),
             RuleOption(
-                "medium_above", 0.05, "medium when more than this share of rows is unstable"
+                "noise", 0.05, "largest random change per feature, in robust spreads of it",
+                kind=OptionKind.NUMBER, minimum=0, exclusive_minimum=True,
             ),
-            RuleOption("high_above", 0.2, "high when more than this share of rows is unstable"),
+            _count("draws", 20, "random perturbations per row", 1),
+            _share("medium_above", 0.05, "medium when more than this share of rows is unstable"),
+            _share("high_above", 0.2, "high when more than this share of rows is unstable"),
             _USE_BOUND,
         ),
         controls=RELIABILITY,
@@ -647,8 +683,8 @@ class NoiseStability(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         sample = prepare(ctx, against_labels=False)
         ctx.metrics.update(sample.clean_metrics())
-        noise = ctx.number("noise")
-        draws = int(ctx.number("draws"))
+        noise = ctx.option_float("noise")
+        draws = ctx.option_int("draws")
         oracle = sample.oracle(ctx)
         rows = np.repeat(np.arange(len(sample.frame)), draws)
         origin = sample.space.to_unit(sample.frame)[rows]
@@ -664,12 +700,12 @@ class NoiseStability(Rule):
                 "unstable_rows": unstable.as_metric(),
             }
         )
-        judged = unstable.low if ctx.options["use_bound"] else unstable.estimate
+        judged = unstable.low if ctx.option_bool("use_bound") else unstable.estimate
         severity = (
             Severity.HIGH
-            if judged > ctx.number("high_above")
+            if judged > ctx.option_float("high_above")
             else Severity.MEDIUM
-            if judged > ctx.number("medium_above")
+            if judged > ctx.option_float("medium_above")
             else None
         )
         if severity is not None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from mlaudit.findings import JsonValue, Severity
+from mlaudit.runcache import CacheKey, RunCache
 from mlaudit.scanners.paths import escape_reason
 from mlaudit.scanners.report import ArtifactIssue, FormatReport, IssueCollector
 
@@ -56,26 +57,47 @@ _MAX_LISTED: Final = 20
 _EXTERNAL: Final = 1  # TensorProto.DataLocation.EXTERNAL
 
 
-def scan_onnx(path: str | os.PathLike[str]) -> FormatReport:
+def parse_onnx(path: Path, cache: RunCache | None = None, *, by: str = "") -> Any:
+    """``path`` as an ONNX ``ModelProto``: protobuf only (``format="protobuf"``: the file name
+    never picks the text or JSON parsers), external data never read.
+
+    With the run's ``cache`` the file is parsed once per run, whoever asks first (``by``:
+    the inventory, MLA402, the loader); a file that does not parse raises what protobuf
+    raises, every time it is asked for.
+    """
+    def parse() -> Any:
+        import onnx
+
+        return onnx.load_model_from_string(path.read_bytes(), format="protobuf")
+
+    if cache is None:
+        return parse()
+    stat = path.stat()
+    key = CacheKey("onnx-model", (str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    return cache.shared(key, parse, by=by).value
+
+
+def scan_onnx(path: str | os.PathLike[str], cache: RunCache | None = None) -> FormatReport:
     """Scan an ONNX model file without loading its external data or running it.
 
     Raises :class:`ImportError` when the ``onnx`` package is not installed and
     :class:`OSError` when the file cannot be read; everything wrong with its content is an
-    issue in the returned report.
+    issue in the returned report. ``cache``: the run's, which keeps the parse for MLA402
+    and the loader.
     """
     try:
-        import onnx
+        import onnx  # noqa: F401 - its absence is reported before the file is read
     except ImportError as error:
         raise ImportError(
             "scanning an ONNX model needs the onnx package, which is not installed: "
             "pip install 'mlaudit[onnx]'"
         ) from error
     model_path = Path(path)
-    data = model_path.read_bytes()
     scan = _Scan(model_path.parent)
     try:
-        # format="protobuf": never let the file name pick the text or JSON parsers.
-        model = onnx.load_model_from_string(data, format="protobuf")
+        model = parse_onnx(model_path, cache, by="the inventory")
+    except OSError:
+        raise
     except Exception as error:  # protobuf raises DecodeError, and others on odd input
         scan.add(_malformed("onnx:unparseable", "Not a parseable ONNX model",
                             f"the file does not parse as an ONNX ModelProto: "

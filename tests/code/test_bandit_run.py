@@ -124,16 +124,6 @@ def test_files_are_scanned_in_batches_with_progress(
     assert "app/silenced.py" in {i.relative for i in run.issues}  # ignore_nosec
 
 
-def test_the_last_run_is_reused_until_a_file_changes(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "src")
-    first = run_bandit(root, BanditOptions())
-    assert run_bandit(root, BanditOptions()) is first
-    (root / "app" / "quiet.py").write_text("import os\nos.system(cmd)\n")
-    second = run_bandit(root, BanditOptions())
-    assert second is not first
-    assert ("app/quiet.py", 2, "B605") in _issues(second)
-
-
 @pytest.mark.slow
 def test_memory_stays_bounded_as_the_tree_grows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

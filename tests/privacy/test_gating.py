@@ -33,7 +33,8 @@ def test_tied_scores_of_a_memoriser_are_high_through_the_auc() -> None:
     verdict = membership_verdict([evaluation], THRESHOLDS)
     assert verdict is not None
     assert verdict.severity is Severity.HIGH
-    assert "AUC" in verdict.reason and "> 0.65" in verdict.reason
+    assert "AUC" in verdict.reason
+    assert "> 0.65" in verdict.reason
 
 
 def test_tiny_holdout_is_judged_on_the_auc() -> None:
@@ -43,7 +44,8 @@ def test_tiny_holdout_is_judged_on_the_auc() -> None:
     evaluation = _evaluate(scores, member)
     assert THRESHOLDS.judged_fpr(evaluation.non_members) is None
     verdict = membership_verdict([evaluation], THRESHOLDS)
-    assert verdict is not None and verdict.severity is Severity.HIGH
+    assert verdict is not None
+    assert verdict.severity is Severity.HIGH
 
 
 def test_a_moderate_separation_is_medium_and_none_is_nothing() -> None:
@@ -53,7 +55,8 @@ def test_a_moderate_separation_is_medium_and_none_is_nothing() -> None:
     verdict = membership_verdict([_evaluate(moderate, member)], MembershipThresholds(
         high_auc_lower_bound=0.75, high_tpr_lower_bound=0.5
     ))
-    assert verdict is not None and verdict.severity is Severity.MEDIUM
+    assert verdict is not None
+    assert verdict.severity is Severity.MEDIUM
     chance = rng.normal(0.0, 1.0, 4000)
     assert membership_verdict([_evaluate(chance, member)], THRESHOLDS) is None
 
@@ -65,5 +68,6 @@ def test_the_low_fpr_criterion_names_the_fpr_it_judged() -> None:
     members = np.where(rng.random(1000) < 0.2, 10.0, rng.normal(0.0, 1.0, 1000))
     scores = np.r_[members, rng.normal(0.0, 1.0, 1000)]
     verdict = membership_verdict([_evaluate(scores, member)], THRESHOLDS)
-    assert verdict is not None and verdict.severity is Severity.HIGH
+    assert verdict is not None
+    assert verdict.severity is Severity.HIGH
     assert "at 1.0% false positives" in verdict.reason

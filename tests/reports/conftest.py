@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import pytest
 
 from mlaudit.cli import main
 from tests.conftest import TARGET, Workspace
+from tests.plugin_rules import CrashingRule, install_plugin
+
+CRASHING = CrashingRule.meta.id
 
 
 def scan_to(directory: Path, *arguments: str | Path) -> int:
@@ -67,3 +71,28 @@ def scanned(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> P
 def scanned_report(scanned: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((scanned / "report.json").read_text())
     return loaded
+
+
+@dataclass(frozen=True)
+class Scanned:
+    report: dict[str, Any]
+    html: str
+
+
+def failing_scan(out: Path, workspace: Workspace, *extra: str) -> Scanned:
+    """A hostile pickle (MLA101 critical, MLA105 low) and a third-party rule that raises."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        install_plugin(out.parent / f"{out.name}-plugin", monkeypatch)
+        code = scan_to(
+            out, workspace.hostile, "--select", "MLA1", "--select", CRASHING, "--format", "html",
+            *extra,
+        )
+    assert code == 1  # the critical finding fails the gate either way
+    report = json.loads((out / "report.json").read_text())
+    return Scanned(report, (out / "report.html").read_text())
+
+
+@pytest.fixture(scope="session")
+def failing(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Scanned:
+    """A failed gate with findings and a rule in error, for the verdict's links."""
+    return failing_scan(tmp_path_factory.mktemp("failing") / "report", workspace)

@@ -1,13 +1,13 @@
 """The HTML report in a real browser: self-contained, no errors, no requests, no scripts run.
 
-Runs headless Chromium (Debian's ``chromium``; ``make test`` installs it when missing) through
-Playwright, which drives the system browser and downloads nothing. Screenshots go to
+Runs headless Chromium (the one ``tests/reports/chromium.py`` finds: on PATH, or Playwright's
+own; ``make test`` installs Debian's when it can and says why not when it cannot) through
+Playwright, which drives that browser and downloads nothing. Screenshots go to
 ``test-artifacts/`` for a human to look at.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +17,14 @@ import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from tests.reports.conftest import scan_to
+from tests.reports.chromium import MISSING, find_chromium
+from tests.reports.conftest import CRASHING, Scanned, scan_to
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = find_chromium()
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (make test installs it)"
-)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=f"browser tests skipped: {MISSING}")
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +62,32 @@ def test_report_opens_with_no_errors_and_no_network(browser: Any, scanned: Path)
     assert page.locator("#MLA201 svg.chart").count() >= 2
     assert page.locator("#MLA301 figcaption", has_text="ROC").count() == 1
     assert page.locator("section#reproducibility").inner_text().count("sha256") >= 3
+    page.close()
+
+
+def test_verdict_and_contents_links_land_in_the_browser(
+    browser: Any, failing: Scanned, tmp_path: Path
+) -> None:
+    """Clicking each link of the verdict and of the contents scrolls to an element that
+    exists: a failing finding's row in its rule, an errored rule, a family's section."""
+    page_path = tmp_path / "report.html"
+    page_path.write_text(failing.html)
+    page, errors, requests = _open(browser, page_path, "failing-report.png")
+    links = page.locator("section.verdict a, nav#contents a")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert "#family-artifact" in hrefs
+    assert f"#{CRASHING}" in hrefs
+    landed = []
+    for i, href in enumerate(hrefs):
+        links.nth(i).click()
+        assert page.evaluate("location.hash") == href
+        target = page.locator(":target")
+        assert target.count() == 1, href
+        landed.append(target.evaluate("e => e.closest('article, section').id"))
+    assert any(href.startswith("#finding-") for href in hrefs), hrefs
+    assert "MLA101" in landed  # the critical finding's row sits in its rule
+    assert errors == []
+    assert set(requests) == {page_path.as_uri()}  # in-page links fetch nothing
     page.close()
 
 

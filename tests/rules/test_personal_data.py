@@ -10,10 +10,8 @@ import json
 import logging
 import os
 import pickle
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +25,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from mlaudit.config import Settings
+import mlaudit
+from mlaudit.console import Output, make_console
 from mlaudit.engine import AuditRun, EngineSettings, run_audit
 from mlaudit.findings import Finding, RuleResult, Severity, Status
 from mlaudit.pii.redact import SALT_ENV, redactor_from
-from mlaudit.report import RunInfo, build_report
 from mlaudit.reports import FORMATS, renderer_for
 from mlaudit.rules.artifact import DangerousPickleImports
 from mlaudit.rules.base import Rule
@@ -40,12 +38,12 @@ from mlaudit.rules.personal_data import (
     PersonalDataInData,
     PersonalDataInOutputs,
 )
-from mlaudit.scoring import GatePolicy, decide_gate, score_results
 from mlaudit.subject import build_subject
 
 PII_RULES: Sequence[type[Rule]] = (
     PersonalDataInData, PersonalDataInArtifact, PersonalDataInOutputs,
 )
+PII_RULE_IDS = [rule.meta.id for rule in PII_RULES]
 ROWS = 150
 
 
@@ -276,37 +274,35 @@ def _variants(value: str) -> set[str]:
 
 
 def test_no_planted_value_reaches_any_output(
-    files: Files, capsys: pytest.CaptureFixture[str],
+    files: Files, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(SALT_ENV, "redaction test")
+    config = tmp_path / "mlaudit.toml"  # defaults, whatever the working directory holds
+    config.touch()
     caplog.set_level(logging.DEBUG)
     outputs: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        audits = [
-            _audit(files.named_classes, files.personal, PII_RULES, progress=outputs),
-            _audit(files.tfidf, files.personal, [PersonalDataInArtifact], progress=outputs),
-            _audit(files.hostile, files.personal, PII_RULES, progress=outputs),
-        ]
-    for audit in audits:
-        assert any(r.findings for r in audit.results)
-        scorecard = score_results(audit.results)
-        gate = decide_gate(audit.results, scorecard.score, GatePolicy("high"), None)
-        subject = build_subject(str(files.tfidf), data=files.personal, train=None, holdout=None,
-                                target="y", source=None, requirements=[])
-        report = build_report(
-            run=RunInfo.new(datetime.now(UTC), "mlaudit scan"), settings=Settings(),
-            subject=subject, audit=audit, scorecard=scorecard, gate=gate,
-            results=audit.results, warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
+    # The whole pipeline, as a user runs it: the report, its library warnings and the gate's
+    # reasons come from mlaudit.scan, every renderer and the console summary from that report.
+    audits = [
+        mlaudit.scan(model, data=files.personal, target="y", select=rules,
+                     progress=outputs.append, config=config)
+        for model, rules in (
+            (files.named_classes, PII_RULE_IDS),
+            (files.tfidf, ["MLA402"]),
+            (files.hostile, PII_RULE_IDS),
         )
-        outputs.append(json.dumps(report, ensure_ascii=False))
-        outputs.extend(gate.reasons)
+    ]
+    for audit in audits:
+        assert audit.findings
+        outputs.append(json.dumps(audit.report, ensure_ascii=False))
+        outputs.extend(audit.report["gate"]["reasons"])
+        outputs.append(audit._repr_html_())
+        Output(make_console(stderr=True), quiet=False, verbose=True).summary(audit.report, [])
         for output_format in FORMATS:  # every renderer, present and future
-            outputs.append(renderer_for(output_format).render(report).decode("utf-8"))
+            outputs.append(renderer_for(output_format).render(audit.report).decode("utf-8"))
     captured = capsys.readouterr()
     outputs += [captured.out, captured.err, *(r.getMessage() for r in caplog.records)]
-    outputs += [str(w.message) for w in caught]
     text = "\n".join(outputs)
     leaked = sorted(v for value in files.planted for v in _variants(value) if v in text)
     assert leaked == []

@@ -291,7 +291,7 @@ def test_art_attacks_listed_as_skipped_without_art(
 
 def test_malformed_option_is_a_configuration_error(tmp_path: Path) -> None:
     subject = write_subject(tmp_path, regularised(), clean_frame(100, 1), clean_frame(100, 2))
-    with pytest.raises(ConfigError, match="fpr_levels of MLA301 must be a list of rates"):
+    with pytest.raises(ConfigError, match=r"fpr_levels for rule MLA301 must be a list of numbers"):
         audit(subject, [ReferenceFreeMembershipInference], {"MLA301": {"fpr_levels": [2]}})
 
 
