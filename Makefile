@@ -161,7 +161,7 @@ lint: $(INSTALL_STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(INSTALL_STAMP)
-	$(BIN)/mypy --strict mlaudit
+	$(BIN)/mypy --strict mlaudit examples/plugin/src
 
 docs-check: $(INSTALL_STAMP)
 	$(VENV_PYTHON) -m mlaudit.docs --check rules
@@ -172,7 +172,7 @@ pytest: $(INSTALL_STAMP) browser
 # Sequential on purpose (one failure stops the rest, output stays readable under make -j).
 test: $(INSTALL_STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict mlaudit
+	$(BIN)/mypy --strict mlaudit examples/plugin/src
 	$(VENV_PYTHON) -m mlaudit.docs --check rules
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 

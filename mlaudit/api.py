@@ -13,12 +13,8 @@ import dataclasses
 import hashlib
 import io
 import os
-import sys
-import threading
-import types
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +27,7 @@ from mlaudit.atomic import write_files_atomically
 from mlaudit.attest import ENVELOPE_NAME, load_signing_key, passphrase_from_environment, sign_report
 from mlaudit.config import Settings, resolve
 from mlaudit.console import html_summary
-from mlaudit.data import Dataset
+from mlaudit.data import Dataset, dataset_from_frame
 from mlaudit.engine import (
     AuditRun,
     EngineSettings,
@@ -40,17 +36,21 @@ from mlaudit.engine import (
     load_rules,
     run_audit,
 )
-from mlaudit.errors import InputError, UsageError
-from mlaudit.findings import Finding, JsonValue, ModelIdentity, RuleResult, Status
-from mlaudit.gate import LoadDecision, LoadStatus
-from mlaudit.isolation import IsolationRecord
+from mlaudit.errors import UsageError
+from mlaudit.findings import Finding, JsonValue, ModelIdentity, RuleResult
+from mlaudit.gate import LoadStatus
+from mlaudit.inventory import ImportInventory
+from mlaudit.loaders.entrypoint import wrap_object
+from mlaudit.loaders.sklearn import wrap_estimator
+from mlaudit.model import LoadedModel
 from mlaudit.regression import Baseline
 from mlaudit.report import RunInfo, build_report
 from mlaudit.reports import FORMATS, renderer_for
-from mlaudit.rules.base import Requirement, Rule, Stage
+from mlaudit.rules.base import Rule, Stage
 from mlaudit.runcache import RunCache
 from mlaudit.scoring import GatePolicy, decide_gate, score_results
-from mlaudit.subject import Subject, build_subject
+from mlaudit.sniff import ModelFormat
+from mlaudit.subject import ModelArtifact, Subject, build_subject
 from mlaudit.waivers import apply_waivers
 
 EXIT_PASSED, EXIT_GATE_FAILED = 0, 1
@@ -60,12 +60,8 @@ DATA_ROLES = ("data", "train", "holdout")  # build_subject's order, which the re
 PathInput: TypeAlias = str | os.PathLike[str]
 DataInput: TypeAlias = str | os.PathLike[str] | pd.DataFrame | None
 
-# What the report says of a model handed over as an object rather than a file.
+# What the report calls data handed over as a DataFrame rather than a file.
 IN_MEMORY_DATA = Path("<in-memory DataFrame>")
-NO_FILE_REASON = "the model was given in memory: there is no file to scan"
-IN_MEMORY_LOAD_REASON = "given in memory by the caller, who vouches for it"
-_IN_MEMORY_MODULE = "mlaudit_in_memory"
-_in_memory_lock = threading.Lock()
 
 
 @dataclass(frozen=True, repr=False)
@@ -175,24 +171,25 @@ def scan(
         },
         config, rule_options, nlp_model,
     )
-    in_memory = not isinstance(model, str | os.PathLike)
     roles = {"data": data, "train": train, "holdout": holdout}
-    _check_objects(model, roles, settings)
+    _check_objects(model, roles)
     rules = load_rules(settings.select, settings.ignore)
-    engine_settings = _engine_settings(settings, in_memory=in_memory)
+    engine_settings = _engine_settings(settings)
     # Options are checked before any file is read: a typo fails at once, not after hashing.
     configure(rules, engine_settings)
     prior = Baseline.read(Path(settings.baseline)) if settings.baseline else None
+    loaded: LoadedModel | None = None
+    if isinstance(model, str | os.PathLike):
+        reference: str | ModelArtifact = os.fspath(model)
+    else:
+        loaded, reference = _loaded(model), _in_memory_artifact(model)
     # One cache for the run: what scanning the model file parsed, the rules reuse.
     cache = RunCache()
-    with _model_reference(model) as reference:
-        subject = _subject(
-            reference, roles=roles, source=source, requirements=_paths(requirements),
-            environment=env, settings=settings, cache=cache,
-        )
-        run, caught = _run(subject, rules, engine_settings, progress, cache)
-    if in_memory:
-        run = _in_memory_run(run, rules, model)
+    subject = _subject(
+        reference, roles=roles, source=source, requirements=_paths(requirements),
+        environment=env, settings=settings, cache=cache,
+    )
+    run, caught = _run(subject, rules, engine_settings, progress, cache, loaded=loaded)
     return _decide(
         run, subject, rules=rules, settings=settings, prior=prior, caught=caught,
         info=RunInfo.new(started, command or "mlaudit.scan() from Python"),
@@ -258,7 +255,7 @@ def _paths(requirements: PathInput | Sequence[PathInput]) -> list[Path]:
     return [Path(r) for r in requirements]
 
 
-def _check_objects(model: object, roles: Mapping[str, object], settings: Settings) -> None:
+def _check_objects(model: object, roles: Mapping[str, object]) -> None:
     """Inputs of a type scan cannot take, before anything is loaded or read."""
     for role, value in roles.items():
         if not (value is None or isinstance(value, str | os.PathLike | pd.DataFrame)):
@@ -273,11 +270,6 @@ def _check_objects(model: object, roles: Mapping[str, object], settings: Setting
             "model must be a file path, a module:callable reference, or a fitted model with a "
             f"predict() method; got a {type(model).__name__}"
         )
-    if settings.isolation == "strict":
-        raise UsageError(
-            "isolation strict cannot apply to a model given in memory: it already runs in this "
-            "process; save it to a file to audit it in an isolated worker"
-        )
 
 
 def _data_path(value: DataInput) -> Path | None:
@@ -285,7 +277,7 @@ def _data_path(value: DataInput) -> Path | None:
 
 
 def _subject(
-    reference: str,
+    reference: str | ModelArtifact,
     *,
     roles: Mapping[str, DataInput],
     source: PathInput | None,
@@ -329,20 +321,14 @@ def _frame_dataset(frame: pd.DataFrame, role: str, target: str | None) -> Datase
     of the file the same frame saved that way would have: the report binds the same data by
     the same hash whether it was given in memory or as that file.
     """
-    if frame.shape[1] == 0:
-        raise InputError(f"the {role} DataFrame has no columns")
-    if len(frame) == 0:
-        raise InputError(f"the {role} DataFrame has no rows")
     # A copy: the audit must see the data it hashed, whatever the caller does to it later.
     copied = frame.copy()
-    copied.columns = [str(column) for column in copied.columns]
-    if target is not None and target not in copied.columns:
-        shown = ", ".join(list(copied.columns)[:12])
-        raise InputError(f"target column {target!r} is not in the {role} DataFrame "
-                         f"(columns: {shown})")
     digest = _HashingWriter()
     copied.to_csv(digest, index=False, lineterminator="\n")
-    return Dataset(role, IN_MEMORY_DATA, digest.hash.hexdigest(), copied, target)
+    return dataset_from_frame(
+        copied, role, target, path=IN_MEMORY_DATA, sha256=digest.hash.hexdigest(),
+        described=f"the {role} DataFrame",
+    )
 
 
 class _HashingWriter(io.TextIOBase):
@@ -360,67 +346,41 @@ class _HashingWriter(io.TextIOBase):
 # --- in-memory models ----------------------------------------------------------------------
 
 
-def _model_reference(model: object) -> AbstractContextManager[str]:
-    """The reference the subject is built from: a path or ``module:callable`` as given, or
-    an object published for the scan (:func:`_published`)."""
-    if isinstance(model, str | os.PathLike):
-        return nullcontext(os.fspath(model))
-    return _published(model)
+def _loaded(model: object) -> LoadedModel:
+    """A model given as an object, wrapped as the loaders wrap what they load: a
+    scikit-learn estimator (xgboost's and LightGBM's scikit-learn models among them) as the
+    pickle loader wraps one it unpickled, anything else as the entry-point loader wraps the
+    object it imports. The same model so reads the same in the report, file or object."""
+    from sklearn.base import BaseEstimator  # not at import: ``import mlaudit`` stays light
+
+    origin = f"the {type(model).__name__} given in memory"
+    if isinstance(model, BaseEstimator):
+        return wrap_estimator(model, "scikit-learn", origin)
+    return wrap_object(model, origin)
 
 
-@contextmanager
-def _published(model: object) -> Iterator[str]:
-    """``model`` as a ``module:attribute`` reference, for as long as the scan runs.
-
-    The engine loads a model only through the loader of its format, and an entry point is the
-    one format whose loader takes an object that already lives in this process: the object
-    is published as an attribute of a module registered only for the scan, under a lock so
-    that concurrent scans cannot see each other's. The name is fixed, so the report (whose
-    model path it is) and the findings' model binding are the same from run to run.
-    """
-    name = type(model).__name__
-    attribute = name if name.isascii() and name.isidentifier() else "model"
-    module = types.ModuleType(_IN_MEMORY_MODULE, "Objects given to mlaudit.scan, while it runs")
-    setattr(module, attribute, model)
-    with _in_memory_lock:
-        sys.modules[_IN_MEMORY_MODULE] = module
-        try:
-            yield f"{_IN_MEMORY_MODULE}:{attribute}"
-        finally:
-            del sys.modules[_IN_MEMORY_MODULE]
-
-
-def _in_memory_run(run: AuditRun, rules: Sequence[type[Rule]], model: object) -> AuditRun:
-    """What only the caller knows: there was no file, and no worker could hold the model."""
-    kind = f"{type(model).__module__}.{type(model).__qualname__}"
-    file_rules = {r.meta.id for r in rules if Requirement.ARTIFACT in r.meta.requires}
-    results = tuple(
-        dataclasses.replace(r, reason=NO_FILE_REASON)
-        if r.rule_id in file_rules and r.status is Status.SKIPPED else r
-        for r in run.results
+def _in_memory_artifact(model: object) -> ModelArtifact:
+    """What stands for a model given in memory where the subject has a file: no path, no
+    bytes, no inventory. Its name is its class's, the same from run to run, so findings bound
+    to it (and waivers and baselines written for them) carry over between runs. The format
+    is a stand-in the engine never reads for an in-memory model (the report has none)."""
+    return ModelArtifact(
+        f"<in-memory {type(model).__name__}>", None, ModelFormat.ENTRY_POINT, None, None,
+        ImportInventory(),
     )
-    load = LoadDecision(run.load.status, (IN_MEMORY_LOAD_REASON,)) if run.load else None
-    isolation = IsolationRecord.of(
-        "none", None,
-        f"model given in memory (a {kind}): it already lived in the caller's process, so it "
-        "was queried there; no worker can isolate an object that is already loaded",
-    )
-    return dataclasses.replace(run, results=results, load=load, isolation=isolation)
 
 
 # --- the run and its verdict ---------------------------------------------------------------
 
 
-def _engine_settings(settings: Settings, *, in_memory: bool) -> EngineSettings:
+def _engine_settings(settings: Settings) -> EngineSettings:
     return EngineSettings(
         seed=settings.seed,
         profile=settings.profile,
         trust_model=settings.trust_model,
         extra_allowed=frozenset(settings.allow_globals),
         rule_options=settings.rules,
-        # An in-memory model is already in this process: no worker could hold it apart, so
-        # it is queried here (and the report says why, _in_memory_run).
-        isolation="none" if in_memory else settings.isolation,
+        isolation=settings.isolation,
     )
 
 
@@ -430,13 +390,15 @@ def _run(
     settings: EngineSettings,
     progress: Progress | None,
     cache: RunCache,
+    *,
+    loaded: LoadedModel | None,
 ) -> tuple[AuditRun, list[str]]:
     """The engine's run, and the library warnings it raised, as the report records them."""
     # Library warnings (a model pickled by another scikit-learn version, say) belong in the
     # report, where a reader can weigh them, not interleaved with the summary on stderr.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = run_audit(subject, rules, settings, progress or _ignore, cache)
+        run = run_audit(subject, rules, settings, progress or _ignore, cache, loaded=loaded)
     return run, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 

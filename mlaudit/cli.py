@@ -6,17 +6,20 @@ stderr, no traceback, no report written). Every error path, Click's own included
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shlex
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
 from mlaudit import __version__, api
 from mlaudit.api import EXIT_PASSED
@@ -24,9 +27,9 @@ from mlaudit.atomic import write_files_atomically
 from mlaudit.attest import ENVELOPE_NAME, load_signing_key, passphrase_from_environment
 from mlaudit.cli_compliance import COMMANDS
 from mlaudit.config import PROFILES
-from mlaudit.console import Output, make_console
+from mlaudit.console import Output, Verdict, make_console
 from mlaudit.docs import rule_markdown
-from mlaudit.errors import UsageError
+from mlaudit.errors import InputError, UsageError
 from mlaudit.isolation import ISOLATION_MODES
 from mlaudit.registry import extra_installed, registered_rules
 from mlaudit.report import read_report
@@ -35,12 +38,21 @@ from mlaudit.scoring import FAIL_ON_CHOICES
 
 EXIT_USAGE = 2
 _PATH = click.Path(path_type=Path, dir_okay=True)
+ARTIFACT_FAMILY = "MLA1"
+# What a report folder name keeps of a file's path; anything else (separators included) is _.
+_UNSAFE_IN_FOLDER_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlaudit")
 def cli() -> None:
     """Audit a trained machine-learning model before release."""
+
+
+def _command_line() -> str:
+    """The command line being run, as the report records it."""
+    arguments = click.get_current_context().find_root().obj or sys.argv[1:]
+    return "mlaudit " + shlex.join(arguments)
 
 
 @cli.command()
@@ -90,10 +102,7 @@ def scan(
     signing_key = (
         load_signing_key(sign_key, passphrase_from_environment()) if sign_key else None
     )
-    arguments = click.get_current_context().find_root().obj or sys.argv[1:]
-    audit = api.scan(
-        model, progress=out.progress, command="mlaudit " + shlex.join(arguments), **options
-    )
+    audit = api.scan(model, progress=out.progress, command=_command_line(), **options)
     # Flags over what the environment and the config file say, as for every other setting.
     written = audit.write(
         output_dir or Path(audit.settings.output_dir), formats or audit.settings.format,
@@ -101,6 +110,101 @@ def scan(
     )
     out.summary(audit.report, written)
     return audit.exit_code
+
+
+@cli.command("scan-artifacts")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True)
+@click.option("--select", multiple=True,
+              help=f"Run only these {ARTIFACT_FAMILY}xx rule ids or prefixes (repeatable).")
+@click.option("--ignore", multiple=True, help="Skip these rule ids or prefixes (repeatable).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), help="Lowest failing severity.")
+@click.option("--config", type=_PATH, help="Configuration file (TOML).")
+@click.option("-o", "--output-dir", type=_PATH,
+              help="Write a report per file into DIR/<file name>/ (default: no report).")
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True,
+              help="Report format with -o (repeatable).")
+def scan_artifacts(
+    files: tuple[str, ...],
+    *,
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    fail_on: str | None,
+    config: Path | None,
+    output_dir: Path | None,
+    formats: tuple[str, ...],
+) -> int:
+    """Scan each FILE's bytes with the artifact rules alone, never loading it: one line per
+    file, and the worst exit code (for pre-commit hooks and CI)."""
+    if formats and output_dir is None:
+        raise UsageError("--format needs -o DIR: without it scan-artifacts writes no report")
+    outside = [s for s in select if not s.upper().startswith(ARTIFACT_FAMILY)]
+    if outside:
+        raise UsageError(
+            f"--select {outside[0]} is not an artifact rule: scan-artifacts runs only the "
+            f"{ARTIFACT_FAMILY}xx rules (mlaudit scan runs the others)"
+        )
+    # The selection is the command's own, never the configuration's (that one says what
+    # `mlaudit scan` runs); everything else the configuration says applies.
+    scan_file = functools.partial(
+        api.scan, select=select or ARTIFACT_FAMILY, ignore=ignore, fail_on=fail_on,
+        config=config, command=_command_line(),
+    )
+    console = make_console(stderr=True)
+    folders: set[str] = set()
+    worst = EXIT_PASSED
+    for name in dict.fromkeys(files):
+        audit = _scan_artifact(scan_file, name)
+        if isinstance(audit, str):
+            console.print(
+                f"{_printable(name)}: error: {_printable(audit)}", markup=False, soft_wrap=True
+            )
+            worst = EXIT_USAGE
+            continue
+        line = Text.assemble(f"{_printable(name)}: ", Verdict.of(audit.report).text())
+        if audit.findings:
+            top = max(audit.findings, key=lambda finding: finding.severity)
+            line.append(f" · worst {top.rule_id} {top.severity.value}: {_printable(top.title)}")
+        if output_dir is not None:
+            folder = output_dir / _folder_name(name, folders)
+            audit.write(folder, formats or audit.settings.format)
+            line.append(f" · report {folder}")
+        console.print(line, soft_wrap=True)
+        worst = max(worst, audit.exit_code)
+    return worst
+
+
+def _scan_artifact(scan_file: Callable[[str], api.Audit], name: str) -> api.Audit | str:
+    """The audit of the file ``name``, or why it could not be read. Only errors about the file
+    are returned: a bad option or configuration stops the command (the same for every file)."""
+    # A name that is no file could read as module:callable, which scan would import; every
+    # argument here is a file to read, so a missing one is an error, never an import.
+    if not Path(name).exists():
+        return "no such file"
+    try:
+        return scan_file(name)
+    except InputError as error:
+        return str(error)
+    except OSError as error:
+        return f"cannot read it: {error.strerror or error}"
+
+
+def _folder_name(name: str, taken: set[str]) -> str:
+    """A folder of its own for ``name``'s report: its path with every character but letters,
+    digits, ``.``, ``-`` and ``_`` as ``_`` (``models/a b.pkl``: ``models_a_b.pkl``), no
+    leading dot, numbered when another file's name came out the same."""
+    base = _UNSAFE_IN_FOLDER_NAME.sub("_", name).lstrip(".") or "_"
+    folder, number = base, 1
+    while folder in taken:
+        number += 1
+        folder = f"{base}-{number}"
+    taken.add(folder)
+    return folder
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: file names and finding titles come from the
+    files scanned, and a terminal must not obey escape sequences hidden in them."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @cli.command("report")

@@ -9,7 +9,6 @@ rich writes plain text by itself.
 from __future__ import annotations
 
 import html
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,23 +20,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mlaudit.scoring import CauseKind, GateCause, gate_causes
+
 SEVERITIES = ("critical", "high", "medium", "low", "info")  # worst first
 _SHOWN_REASONS = 10
 _STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "dim", "error": "magenta"}
 
-# The gate's reasons (mlaudit.scoring.decide_gate, Baseline.gate) in the short form of the
-# verdict line. They are read from the report, like every renderer reads it, so the verdict
-# of an archived report reads the same; a reason of a form not listed here is shown as it is.
-_FINDING = re.compile(r"(?P<rule>\S+) (?P<severity>critical|high|medium|low|info): .*\[fail-on ")
-_SHORT_FORMS = (
-    (re.compile(r"(?P<rule>\S+) could not complete \("), "{rule} errored"),
-    (re.compile(r"required (?P<wanted>\S+) was not audited"), "required {wanted} not run"),
-    (re.compile(r"required (?P<wanted>\S+) did not complete"), "required {wanted} incomplete"),
-    (re.compile(r"score (?P<score>\S+) is under the minimum (?P<minimum>\S+)"),
-     "score {score} under {minimum}"),
-    (re.compile(r"the model was not loaded"), "model not loaded (blocked)"),
-)
-_REGRESSION = "regressed against the baseline"
+# The short form of each kind of gate cause on the verdict line; findings over the threshold
+# and metrics that regressed are counted instead.
+_SHORT_FORMS: Mapping[CauseKind, str] = {
+    CauseKind.ERROR: "{rule_id} errored",
+    CauseKind.REQUIRED_NOT_RUN: "required {required} not run",
+    CauseKind.REQUIRED_INCOMPLETE: "required {required} incomplete",
+    CauseKind.LOAD: "model not loaded (blocked)",
+}
 
 
 def make_console(*, stderr: bool) -> Console:
@@ -50,36 +46,41 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def gate_failures(reasons: Sequence[str]) -> list[str]:
-    """Each reason the gate failed, short: ``1 high finding (MLA302)``, ``MLA201 errored``.
+def gate_failures(report: Mapping[str, Any]) -> list[str]:
+    """Each reason the report's gate failed, short: ``1 high finding (MLA302)``,
+    ``MLA201 errored``, ``score 50 under 60``, read from its causes (``gate.causes``).
 
-    Findings over the threshold are counted by severity, worst first, naming their rules.
+    Findings over the threshold are counted by severity, worst first, naming their rules;
+    the other causes follow in the gate's order, and regressed metrics are counted last.
     """
     by_severity: dict[str, list[str]] = {}
     others: list[str] = []
     regressions = 0
-    for reason in reasons:
-        if found := _FINDING.match(reason):
-            by_severity.setdefault(found["severity"], []).append(found["rule"])
-        elif reason.startswith(_REGRESSION):
+    for cause in gate_causes(report["gate"]):
+        if cause.kind is CauseKind.FINDING and cause.severity is not None:
+            by_severity.setdefault(cause.severity.value, []).append(cause.rule_id or "?")
+        elif cause.kind is CauseKind.REGRESSION:
             regressions += 1
         else:
-            others.append(_short(reason))
+            others.append(_short(cause, report))
     counted = [
         f"{_plural(len(rules), severity + ' finding')} ({', '.join(dict.fromkeys(rules))})"
         for severity in SEVERITIES
         if (rules := by_severity.get(severity))
     ]
     if regressions:
-        others.append(f"{_plural(regressions, 'metric')} {_REGRESSION}")
+        others.append(f"{_plural(regressions, 'metric')} regressed against the baseline")
     return [*counted, *others]
 
 
-def _short(reason: str) -> str:
-    for pattern, form in _SHORT_FORMS:
-        if matched := pattern.match(reason):
-            return form.format(**matched.groupdict())
-    return reason
+def _short(cause: GateCause, report: Mapping[str, Any]) -> str:
+    minimum = report["gate"].get("min_score")
+    if cause.kind is CauseKind.SCORE and isinstance(minimum, int | float):
+        return f"score {report['score']:g} under {minimum:g}"
+    form = _SHORT_FORMS.get(cause.kind)
+    if form is None:
+        return cause.text
+    return form.format(rule_id=cause.rule_id or "?", required=cause.required or "?")
 
 
 def finding_counts(report: Mapping[str, Any]) -> str:
@@ -104,7 +105,7 @@ class Verdict:
     def of(report: Mapping[str, Any]) -> Verdict:
         gate = report["gate"]
         detail = finding_counts(report) if gate["passed"] else "; ".join(
-            gate_failures(gate["reasons"])
+            gate_failures(report)
         )
         return Verdict(report["score"], report["grade"], bool(gate["passed"]), detail)
 

@@ -63,17 +63,36 @@ def read_dataset(path: Path, role: str, target: str | None) -> Dataset:
     else:
         frame = _read_csv(path)
         resolved_target = target
+    return dataset_from_frame(
+        frame, role, resolved_target, path=path, sha256=sha256_file(path),
+        described=f"{role} file {path}",
+    )
+
+
+def dataset_from_frame(
+    frame: pd.DataFrame,
+    role: str,
+    target: str | None,
+    *,
+    path: Path,
+    sha256: str,
+    described: str,
+) -> Dataset:
+    """``frame``, read from a data file or given in memory, checked as every dataset is and
+    made the dataset of ``role``: an :class:`InputError` naming it as ``described`` (``train
+    file data/train.csv``, ``the train DataFrame``) when it has no columns or no rows, or not
+    the ``target`` column. ``frame`` becomes the dataset's own, its column labels strings:
+    relabelled in place, since a copy of a large training set would double its memory (a
+    caller who keeps using the frame passes a copy)."""
     if frame.shape[1] == 0:
-        raise InputError(f"{role} file {path} has no columns")
+        raise InputError(f"{described} has no columns")
     if len(frame) == 0:
-        raise InputError(f"{role} file {path} has a header but no rows")
+        raise InputError(f"{described} has columns but no rows")
     frame.columns = [str(column) for column in frame.columns]
-    if resolved_target is not None and resolved_target not in frame.columns:
+    if target is not None and target not in frame.columns:
         shown = ", ".join(list(frame.columns)[:12])
-        raise InputError(
-            f"target column {resolved_target!r} is not in {role} file {path} (columns: {shown})"
-        )
-    return Dataset(role, path, sha256_file(path), frame, resolved_target)
+        raise InputError(f"target column {target!r} is not in {described} (columns: {shown})")
+    return Dataset(role, path, sha256, frame, target)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

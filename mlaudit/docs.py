@@ -25,6 +25,14 @@ def _heading(match: re.Match[str]) -> str:
     return f"## {match.group(1)}\n\n"
 
 
+def _row(*cells: str) -> str:
+    """A Markdown table row. A ``|`` in a cell (an option's default such as
+    ``"Intended use|Uses"``) would end the cell, so it is escaped; a line break would end
+    the row, so it is a space."""
+    escaped = (cell.replace("|", r"\|").replace("\n", " ") for cell in cells)
+    return "| " + " | ".join(escaped) + " |"
+
+
 def rule_markdown(rule: type[Rule]) -> str:
     meta = rule.meta
     doc = inspect.getdoc(rule) or ""
@@ -39,8 +47,7 @@ def rule_markdown(rule: type[Rule]) -> str:
         "",
         "| id | family | default severity | requires | model formats | extra |",
         "|---|---|---|---|---|---|",
-        f"| {meta.id} | {meta.family.value} | {meta.severity.value} | {requires} | {formats} "
-        f"| {meta.extra or '-'} |",
+        _row(meta.id, meta.family.value, meta.severity.value, requires, formats, meta.extra or "-"),
         "",
         body,
     ]
@@ -52,8 +59,10 @@ def rule_markdown(rule: type[Rule]) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| `{o.name}` | {o.type_text} | {o.range_text or '-'} | "
-            f"`{json.dumps(o.default, ensure_ascii=False)}` | {o.help} |"
+            _row(
+                f"`{o.name}`", o.type_text, o.range_text or "-",
+                f"`{json.dumps(o.default, ensure_ascii=False)}`", o.help,
+            )
             for o in meta.options
         ]
     if meta.controls:
@@ -69,22 +78,26 @@ def rule_markdown(rule: type[Rule]) -> str:
         for control_id in meta.controls:
             entry = control(control_id)
             lines.append(
-                f"| [{control_id}]({entry.url}) | {entry.framework} | {entry.title} |"
-                if entry else f"| {control_id} | - | - |"
+                _row(f"[{control_id}]({entry.url})", entry.framework, entry.title)
+                if entry else _row(control_id, "-", "-")
             )
     return "\n".join(lines).rstrip() + "\n"
 
 
 def render_pages() -> dict[str, str]:
+    """mlaudit's own rule pages and their index. A plugin installed beside mlaudit documents
+    its rules itself (``mlaudit explain``): its pages never belong in mlaudit's ``rules/``."""
     pages = {}
     index = ["# mlaudit rules", "", "| id | name | family | severity |", "|---|---|---|---|"]
     for registered in registered_rules():
+        if not registered.builtin:
+            continue
         rule = registered.load()
         pages[f"{rule.meta.id}.md"] = rule_markdown(rule)
-        index.append(
-            f"| [{rule.meta.id}]({rule.meta.id}.md) | {rule.meta.name} | "
-            f"{rule.meta.family.value} | {rule.meta.severity.value} |"
-        )
+        index.append(_row(
+            f"[{rule.meta.id}]({rule.meta.id}.md)", rule.meta.name, rule.meta.family.value,
+            rule.meta.severity.value,
+        ))
     pages["README.md"] = "\n".join(index) + "\n"
     return pages
 

@@ -4,7 +4,8 @@ artifact rules -> load gate -> model worker (load, the rules that query the mode
 behavioural rules -> static rules. A rule that raises or overruns is ``error`` and the others go
 on; a rule without its inputs is ``skipped`` with the reason, never silently absent. The model
 is loaded and queried only in an isolated worker process (:mod:`mlaudit.isolation`), unless the
-isolation mode is ``none``.
+isolation mode is ``none``. A model the caller already holds (``run_audit(..., loaded=...)``)
+has no file for the artifact rules or the load gate, and is queried where it already lives.
 
 Before any of that, every selected rule's options are validated against its declaration
 (:func:`configure`): a bad option stops the run with a configuration error (exit 2) naming
@@ -15,9 +16,11 @@ own, seeded with what the parent had computed before it forked.
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +28,13 @@ from pathlib import Path
 from mlaudit import compat
 from mlaudit.errors import ConfigError, ModelNotRunnable, UsageError
 from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
-from mlaudit.gate import LoadDecision, decide
+from mlaudit.gate import LoadDecision, LoadStatus, decide
 from mlaudit.isolation import ISOLATION_MODES, IsolationRecord
 from mlaudit.isolation.transport import ModelInfo
 from mlaudit.isolation.worker import WorkerJob, run_job
 from mlaudit.loaders import Loader, loader_for
 from mlaudit.model import LoadedModel
-from mlaudit.registry import extra_installed, registered_rules, select_rules
+from mlaudit.registry import extra_hint, extra_installed, registered_rules, select_rules
 from mlaudit.rules.base import (
     BudgetExceeded,
     OptionKind,
@@ -68,6 +71,8 @@ _IN_PROCESS_NOTE = (
     "isolation none: the model was loaded and queried inside mlaudit's own process, with the "
     "user's full rights (network, files, programs)"
 )
+NO_FILE_REASON = "the model was given in memory: there is no file to scan"
+IN_MEMORY_LOAD_REASON = "given in memory by the caller, who vouches for it"
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,23 @@ class ConfiguredRule:
     budget_s: float
 
 
+class ModelSource(enum.Enum):
+    """How the model reached the audit (the report's ``subject.model.source``)."""
+
+    FILE = "file"  # a model file or folder, read and scanned
+    ENTRY_POINT = "entry-point"  # ``module:callable``, imported by the loader
+    IN_MEMORY = "in-memory"  # an object the caller already held (``run_audit(loaded=...)``)
+
+
 @dataclass(frozen=True)
 class AuditRun:
     results: tuple[RuleResult, ...]
     load: LoadDecision | None
     model: ModelInfo | None
     isolation: IsolationRecord
+    source: ModelSource
+    # The qualified class name of a model given in memory: it has no file or hash to name it.
+    model_type: str | None = None
 
 
 @dataclass
@@ -183,17 +199,33 @@ def run_audit(
     settings: EngineSettings,
     progress: Progress = lambda _: None,
     cache: RunCache | None = None,
+    *,
+    loaded: LoadedModel | None = None,
 ) -> AuditRun:
     """Run ``rules`` on ``subject``. ``cache`` is the run's: give the one the subject was built
     with (:func:`mlaudit.subject.build_subject`) so the model file is parsed once; by default
-    the run has a cache of its own."""
+    the run has a cache of its own.
+
+    ``loaded`` is a model the caller already holds in this process (``mlaudit.scan`` given
+    an object), and ``subject.model`` its stand-in: there is no file for the artifact rules
+    (skipped, saying so) or the load gate, nothing to load, and no worker can isolate an object
+    that already lives here, so its behavioural rules run in this process (isolation none,
+    recorded with why; ``isolation strict`` is a usage error).
+    """
+    if loaded is not None and settings.isolation == "strict":
+        raise UsageError(
+            "isolation strict cannot apply to a model given in memory: it already runs in this "
+            "process; save it to a file to audit it in an isolated worker"
+        )
     configured = configure(rules, settings)
     cache = cache if cache is not None else RunCache()
+    in_memory = loaded is not None
     by_stage = {
         stage: [configured[r.meta.id] for r in rules if r.meta.stage is stage] for stage in Stage
     }
     results = [
-        _run_rule(r, subject, None, None, settings=settings, cache=cache, progress=progress)
+        _run_rule(r, subject, None, None, settings=settings, cache=cache, progress=progress,
+                  in_memory=in_memory)
         for r in by_stage[Stage.ARTIFACT]
     ]
     stage = _ModelStage()
@@ -201,7 +233,9 @@ def run_audit(
     model_rules = [
         r for r in by_stage[Stage.BEHAVIOURAL] if Requirement.MODEL in r.rule.meta.requires
     ]
-    if model_rules:
+    if loaded is not None:
+        stage = _in_memory_stage(subject, loaded, queried=bool(model_rules))
+    elif model_rules:
         stage = _model_stage(
             subject, model_rules, results, settings, cache=cache, progress=progress
         )
@@ -209,14 +243,38 @@ def run_audit(
         results.extend(
             stage.worker_results.get(r.rule.meta.id) or _run_rule(
                 r, subject, stage.model, stage.decision, settings=settings, cache=cache,
-                progress=progress, not_runnable=stage.not_runnable,
+                progress=progress, not_runnable=stage.not_runnable, in_memory=in_memory,
             )
             for r in by_stage[rule_stage]
         )
     isolation = stage.isolation or IsolationRecord.of(
         settings.isolation, None, "no rule loaded the model: nothing ran in a worker"
     )
-    return AuditRun(tuple(results), stage.decision, stage.info, isolation)
+    if loaded is not None:
+        kind = type(loaded.estimator)  # named where it is defined: sklearn.ensemble._forest...
+        source, model_type = ModelSource.IN_MEMORY, f"{kind.__module__}.{kind.__qualname__}"
+    elif subject.model.format is ModelFormat.ENTRY_POINT:
+        source, model_type = ModelSource.ENTRY_POINT, None
+    else:
+        source, model_type = ModelSource.FILE, None
+    return AuditRun(tuple(results), stage.decision, stage.info, isolation, source, model_type)
+
+
+def _in_memory_stage(subject: Subject, model: LoadedModel, *, queried: bool) -> _ModelStage:
+    """A model given in memory: no gate (no bytes to scan), no loader, no worker. What the
+    report says of it is known without querying it; the data is checked against it only
+    when a rule will query it, as a loaded file model's is."""
+    isolation = IsolationRecord.of(
+        "none", None,
+        "model given in memory: it lives in the caller's process, so the rules that query it "
+        "run there; no worker can isolate an object that is already loaded",
+    )
+    if not queried:
+        return _ModelStage(info=ModelInfo.of(model), isolation=isolation)
+    decision = LoadDecision(LoadStatus.ALLOWED, (IN_MEMORY_LOAD_REASON,))
+    return _ModelStage(
+        decision, _usable(subject, model), ModelInfo.of(model), isolation=isolation
+    )
 
 
 def _model_stage(
@@ -310,13 +368,17 @@ def _in_process(
 def _load(
     subject: Subject, loader: Loader, settings: EngineSettings, cache: RunCache
 ) -> LoadedModel:
-    """The model, checked to be queryable with every data file (an input error otherwise)."""
-    model = loader(
+    """The model, loaded and checked to be queryable with every data file."""
+    return _usable(subject, loader(
         subject.model,
         trusted=settings.trust_model,
         extra_allowed=settings.extra_allowed,
         cache=cache,
-    )
+    ))
+
+
+def _usable(subject: Subject, model: LoadedModel) -> LoadedModel:
+    """``model``, once every data file is known to fit it (an input error otherwise)."""
     for dataset in subject.datasets:
         compat.require_usable(dataset, model)
     return model
@@ -346,13 +408,19 @@ def _unmet_requirement(
     not_runnable: str | None,
     *,
     model_ready: bool,
+    in_memory: bool = False,
 ) -> str | None:
     meta = rule.meta
+    # Before the extra and the format: no install makes a file appear, and a model given in
+    # memory has no file format to check (its subject's format is a stand-in).
+    if in_memory and Requirement.ARTIFACT in meta.requires:
+        return NO_FILE_REASON
     if not extra_installed(rule):
-        return f"needs the '{meta.extra}' extra: pip install 'mlaudit[{meta.extra}]'"
-    if meta.formats is not None and subject.model.format not in meta.formats:
+        return f"needs the '{meta.extra}' extra: {extra_hint(rule)}"
+    if meta.formats is not None and (in_memory or subject.model.format not in meta.formats):
         applies = ", ".join(sorted(f.value for f in meta.formats))
-        return f"applies to {applies} models; this model is {subject.model.format.value}"
+        given = "was given in memory" if in_memory else f"is {subject.model.format.value}"
+        return f"applies to {applies} models; this model {given}"
     checks: list[tuple[Requirement, bool, str]] = [
         (Requirement.ARTIFACT, subject.model.path is not None, "no model file to read"),
         (Requirement.DATA, subject.sample is not None, "no data: give --data, --train, --holdout"),
@@ -396,11 +464,13 @@ def _run_rule(
     progress: Progress,
     not_runnable: str | None = None,
     call: Call | None = None,
+    in_memory: bool = False,
 ) -> RuleResult:
     rule, budget = configured.rule, configured.budget_s
     meta = rule.meta
     unmet = _unmet_requirement(
-        rule, subject, decision, not_runnable, model_ready=model is not None
+        rule, subject, decision, not_runnable, model_ready=model is not None,
+        in_memory=in_memory,
     )
     if unmet is not None:
         progress(f"{meta.id} skipped: {unmet}")
@@ -422,15 +492,17 @@ def _run_rule(
         raise failure  # the configuration is wrong, not the model: exit 2, no report
     if isinstance(failure, RuleSkipped):
         return RuleResult(*base, Status.SKIPPED, None, str(failure), duration_s=duration)
-    if failure is not None:
-        reason = str(failure) if isinstance(failure, BudgetExceeded) else (
-            f"{type(failure).__name__}: {failure}"
-        )
-        progress(f"{meta.id} error: {reason}")
+    if isinstance(failure, BudgetExceeded):
+        progress(f"{meta.id} error: {failure}")
         # An abandoned rule may still be writing its metrics: report none rather than a torn set.
-        metrics = {} if isinstance(failure, BudgetExceeded) else dict(ctx.metrics)
+        return RuleResult(*base, Status.ERROR, None, str(failure), duration_s=duration,
+                          queries=queries)
+    if failure is not None:
+        reason = f"{type(failure).__name__}: {failure}"
+        progress(f"{meta.id} error: {reason}")
         return RuleResult(
-            *base, Status.ERROR, None, reason, metrics, duration_s=duration, queries=queries
+            *base, Status.ERROR, None, reason, dict(ctx.metrics), duration_s=duration,
+            queries=queries, traceback="".join(traceback.format_exception(failure)),
         )
     ordered = tuple(sorted(findings, key=lambda f: (-f.severity.rank, f.fingerprint)))
     failed = any(f.severity >= Severity.LOW for f in ordered)

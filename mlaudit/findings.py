@@ -166,6 +166,9 @@ class RuleResult:
     findings: tuple[Finding, ...] = ()
     duration_s: float = 0.0
     queries: int | None = None
+    # For a rule that raised: the formatted traceback, kept for whoever debugs the rule (the
+    # report has it; the console shows only ``reason``).
+    traceback: str | None = None
 
 
 def finding_document(finding: Finding) -> dict[str, JsonValue]:

@@ -140,3 +140,14 @@ def select_rules(
 
 def extra_installed(rule: type[Rule]) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in rule.meta.extra_modules)
+
+
+def extra_hint(rule: type[Rule]) -> str:
+    """The command that installs ``rule``'s extra: an extra of the distribution that registered
+    the rule, so a plugin's names the plugin (``mlaudit[x]`` has no extra of the plugin's).
+    A rule no distribution registered (one handed straight to the engine) is taken for
+    mlaudit's."""
+    registered = next((r for r in registered_rules() if r.id == rule.meta.id), None)
+    plugin = registered if registered is not None and not registered.builtin else None
+    dist = plugin.entry_point.dist if plugin is not None else None
+    return f"pip install '{dist.name if dist else OWN_DISTRIBUTION}[{rule.meta.extra}]'"

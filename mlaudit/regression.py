@@ -41,7 +41,7 @@ from mlaudit.config import Tolerances
 from mlaudit.errors import InputError
 from mlaudit.findings import JsonValue, ModelIdentity, RuleResult, Severity
 from mlaudit.report import parse_report, result_document
-from mlaudit.scoring import GateDecision, GatePolicy, decide_gate
+from mlaudit.scoring import CauseKind, GateCause, GateDecision, GatePolicy, decide_gate
 
 # Rules whose findings are known vulnerabilities in the dependency set, listed on their own.
 VULNERABILITY_RULES = frozenset({"MLA601"})
@@ -421,9 +421,12 @@ class Baseline:
         if isinstance(baseline_score, int | float) and score >= baseline_score:
             policy = dataclasses.replace(policy, min_score=None)
         decision = decide_gate(fresh, score, policy, model_blocked_reason)
-        reasons = (
-            *decision.reasons,
-            *(f"regressed against the baseline: {m.reason()}"
-              for m in comparison.metric_regressions),
+        regressions = tuple(
+            GateCause(CauseKind.REGRESSION, f"regressed against the baseline: {m.reason()}",
+                      m.rule_id)
+            for m in comparison.metric_regressions
         )
-        return GateDecision(not reasons, reasons), self.document(comparison, same_model)
+        return (
+            GateDecision((*decision.causes, *regressions)),
+            self.document(comparison, same_model),
+        )

@@ -22,7 +22,7 @@ from mlaudit import __version__
 from mlaudit.config import Settings
 from mlaudit.controls import catalogue_order, control
 from mlaudit.data import Dataset
-from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun
+from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun, ModelSource
 from mlaudit.errors import InputError
 from mlaudit.findings import JsonValue, RuleResult, Status, finding_document
 from mlaudit.pii.redact import report_labels
@@ -34,7 +34,9 @@ from mlaudit.waivers import WaiverOutcome
 # 1.1.0: controls per result and per control, suppressed findings, waivers, baseline, the
 # version of each rule's distribution (tool.rules), tolerances in run.config.
 # 1.2.0: run.isolation (the mode, each isolation layer in force or not, notes).
-# 1.3.0: plugin rule ids (their own 2-8 letter prefix).
+# 1.3.0: plugin rule ids (their own 2-8 letter prefix); subject.model.source (file, entry-point,
+# in-memory) and subject.model.type (an in-memory model's class), no format for an in-memory
+# model; result.traceback (a rule that raised); gate.causes (each reason as data).
 SCHEMA_VERSION = "1.3.0"
 _MAX_WARNINGS = 50
 _RECORDED_LIBRARIES = (
@@ -88,6 +90,7 @@ def result_document(
         "duration_s": round(result.duration_s, 3),
         "queries": result.queries,
         "controls": list(controls),
+        "traceback": result.traceback,
     }
 
 
@@ -166,9 +169,14 @@ def subject_document(subject: Subject, audit: AuditRun) -> dict[str, JsonValue]:
     return {
         "model": {
             "path": subject.model.reference,
+            "source": audit.source.value,
+            "type": audit.model_type,
             "sha256": subject.model.sha256,
             "size": subject.model.size,
-            "format": subject.model.format.value,
+            # An in-memory model's subject has a stand-in format: it was never a file.
+            "format": (
+                None if audit.source is ModelSource.IN_MEMORY else subject.model.format.value
+            ),
             "framework": model.framework if model else None,
             "task": model.task if model else None,
             "classes": classes,  # type: ignore[dict-item]
@@ -286,6 +294,7 @@ def build_report(
             "min_score": settings.min_score,
             "require": list(settings.require),
             "reasons": list(gate.reasons),
+            "causes": [cause.document() for cause in gate.causes],
         },
         "coverage": coverage_document(coverage, settings.profile),
         "controls": controls_document(result_documents, suppressed),

@@ -16,8 +16,10 @@ the gate passed". The gate itself fails on coverage only where the user asks for
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
 
@@ -249,10 +251,87 @@ class GatePolicy:
     require: tuple[str, ...] = ()
 
 
+class CauseKind(enum.Enum):
+    """What made the gate fail, one kind per way :func:`decide_gate` and baselines fail it."""
+
+    FINDING = "finding"  # a finding at or above fail_on
+    ERROR = "error"  # a rule in error: the audit is incomplete
+    REQUIRED_NOT_RUN = "required-not-run"  # a required rule or prefix was not audited
+    REQUIRED_INCOMPLETE = "required-incomplete"  # a required prefix ran, one of its rules errored
+    SCORE = "score"  # the score under min_score
+    LOAD = "load"  # the model was not loaded, so its behaviour was not audited
+    REGRESSION = "regression"  # a metric regressed against the baseline
+    # Read back from a report that does not classify its reasons (written before schema
+    # 1.3.0) or classifies one in a way this version does not know: shown as its text.
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class GateCause:
+    """One reason the gate failed, as data: renderers link and count by these fields, never
+    by the wording of ``text`` (the line the report's ``gate.reasons`` keeps)."""
+
+    kind: CauseKind
+    text: str
+    rule_id: str | None = None
+    severity: Severity | None = None
+    fingerprint: str | None = None
+    # The rule id or prefix given to ``require`` (required-not-run, required-incomplete).
+    required: str | None = None
+
+    def document(self) -> dict[str, JsonValue]:
+        return {
+            "kind": self.kind.value,
+            "text": self.text,
+            "rule_id": self.rule_id,
+            "severity": self.severity.value if self.severity else None,
+            "fingerprint": self.fingerprint,
+            "required": self.required,
+        }
+
+    @staticmethod
+    def from_document(document: Mapping[str, Any]) -> GateCause:
+        """A cause as a report holds it. ``mlaudit report`` re-renders archived JSON as it
+        finds it, so a value of the wrong type or an unknown name reads as absent."""
+        kinds = {kind.value: kind for kind in CauseKind}
+        severities = {severity.value: severity for severity in Severity}
+
+        def text(key: str) -> str | None:
+            value = document.get(key)
+            return value if isinstance(value, str) else None
+
+        return GateCause(
+            kinds.get(text("kind") or "", CauseKind.OTHER),
+            text("text") or "",
+            text("rule_id"),
+            severities.get(text("severity") or ""),
+            text("fingerprint"),
+            text("required"),
+        )
+
+
+def gate_causes(gate: Mapping[str, Any]) -> tuple[GateCause, ...]:
+    """The causes of a report's ``gate``; a report without them (schema before 1.3.0) has
+    only its reasons' text, each an :attr:`CauseKind.OTHER` cause."""
+    causes = gate.get("causes")
+    if isinstance(causes, list):
+        return tuple(GateCause.from_document(c) for c in causes if isinstance(c, Mapping))
+    return tuple(GateCause(CauseKind.OTHER, str(reason)) for reason in gate.get("reasons", []))
+
+
 @dataclass(frozen=True)
 class GateDecision:
-    passed: bool
-    reasons: tuple[str, ...]
+    """The gate's verdict: it passed when nothing caused it to fail."""
+
+    causes: tuple[GateCause, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.causes
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(cause.text for cause in self.causes)
 
 
 def decide_gate(
@@ -262,49 +341,70 @@ def decide_gate(
     model_blocked_reason: str | None,
 ) -> GateDecision:
     """Every reason the gate fails, in a stable order; passing means there were none."""
-    reasons: list[str] = []
+    causes: list[GateCause] = []
     if policy.fail_on != "none":
         threshold = Severity(policy.fail_on)
         for result in results:
             for f in result.findings:
                 if f.severity >= threshold:
                     where = f" ({f.location.pointer})" if f.location.pointer else ""
-                    reasons.append(
+                    causes.append(GateCause(
+                        CauseKind.FINDING,
                         f"{f.rule_id} {f.severity.value}: {f.title}{where} "
-                        f"[fail-on {policy.fail_on}]"
-                    )
+                        f"[fail-on {policy.fail_on}]",
+                        f.rule_id, f.severity, f.fingerprint,
+                    ))
     if policy.min_score is not None and score < policy.min_score:
-        reasons.append(f"score {score:g} is under the minimum {policy.min_score:g}")
+        causes.append(GateCause(
+            CauseKind.SCORE, f"score {score:g} is under the minimum {policy.min_score:g}"
+        ))
     errors = [r for r in results if r.status is Status.ERROR]
     if errors and not policy.allow_incomplete:
         for r in errors:
-            reasons.append(f"{r.rule_id} could not complete ({r.reason}); the audit is incomplete")
-    reasons.extend(_unmet_requirements(results, policy.require))
+            causes.append(GateCause(
+                CauseKind.ERROR,
+                f"{r.rule_id} could not complete ({r.reason}); the audit is incomplete",
+                r.rule_id,
+            ))
+    causes.extend(_unmet_requirements(results, policy.require))
     if model_blocked_reason is not None:
-        reasons.append(
-            "the model was not loaded, so its behaviour was not audited: " + model_blocked_reason
-        )
-    return GateDecision(not reasons, tuple(reasons))
+        causes.append(GateCause(
+            CauseKind.LOAD,
+            "the model was not loaded, so its behaviour was not audited: " + model_blocked_reason,
+        ))
+    return GateDecision(tuple(causes))
 
 
-def _unmet_requirements(results: Sequence[RuleResult], require: Sequence[str]) -> list[str]:
+def _unmet_requirements(
+    results: Sequence[RuleResult], require: Sequence[str]
+) -> list[GateCause]:
     """Why each ``require`` entry is not met.
 
     A rule id must itself run. A prefix (``MLA2``) names a family of rules that apply to
     different models (MLA203 only to tree ensembles): it is met when at least one of its
     selected rules ran and none is in error.
     """
-    reasons = []
+    causes = []
     for wanted in dict.fromkeys(r.upper() for r in require):
         matching = [r for r in results if r.rule_id.startswith(wanted)]
         not_run = [r for r in matching if not _ran(r)]
         exact = any(r.rule_id == wanted for r in matching)
         if not matching:
-            reasons.append(f"required {wanted} was not audited: no selected rule matches it")
+            causes.append(GateCause(
+                CauseKind.REQUIRED_NOT_RUN,
+                f"required {wanted} was not audited: no selected rule matches it",
+                required=wanted,
+            ))
         elif (exact and not_run) or not any(map(_ran, matching)):
             detail = "; ".join(f"{r.rule_id} {r.status.value}: {r.reason}" for r in not_run)
-            reasons.append(f"required {wanted} was not audited ({detail})")
+            causes.append(GateCause(
+                CauseKind.REQUIRED_NOT_RUN, f"required {wanted} was not audited ({detail})",
+                required=wanted,
+            ))
         elif errors := [r for r in not_run if r.status is Status.ERROR]:
             detail = "; ".join(f"{r.rule_id}: {r.reason}" for r in errors)
-            reasons.append(f"required {wanted} did not complete ({detail})")
-    return reasons
+            causes.append(GateCause(
+                CauseKind.REQUIRED_INCOMPLETE, f"required {wanted} did not complete ({detail})",
+                required=wanted,
+            ))
+    return causes

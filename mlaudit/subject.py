@@ -93,7 +93,7 @@ def _open_folder(reference: str, path: Path, extra_allowed: frozenset[str]) -> M
 
 
 def build_subject(
-    model: str,
+    model: str | ModelArtifact,
     *,
     data: Path | None,
     train: Path | None,
@@ -106,8 +106,12 @@ def build_subject(
     cache: RunCache | None = None,
 ) -> Subject:
     """Everything the audit reads, hashed and scanned. Give the run's ``cache`` (and the same
-    one to :func:`mlaudit.engine.run_audit`) and what the scan parsed is not parsed again."""
-    artifact = open_model(model, extra_allowed, cache)
+    one to :func:`mlaudit.engine.run_audit`) and what the scan parsed is not parsed again.
+    ``model`` is a reference to open, or the artifact of a model with nothing to open (one
+    given in memory)."""
+    artifact = (
+        model if isinstance(model, ModelArtifact) else open_model(model, extra_allowed, cache)
+    )
     datasets = tuple(
         read_dataset(path, role, target)
         for role, path in (("data", data), ("train", train), ("holdout", holdout))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -13,14 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 import mlaudit
-from mlaudit.api import NO_FILE_REASON
 from mlaudit.attest import ENVELOPE_NAME, generate_keys
+from mlaudit.console import Output
+from mlaudit.engine import IN_MEMORY_LOAD_REASON, NO_FILE_REASON
+from mlaudit.reports.html import HtmlRenderer
 from tests.conftest import TARGET, Runner, Workspace
 from tests.fixtures.hostile_pickles import build_hostile_corpus
+from tests.plugin_rules import CrashingRule, install_plugin
 from tests.test_report import validate
 
 # Rules quick enough for every test here: artifact, privacy, data quality.
@@ -79,13 +84,22 @@ def test_scan_from_paths(workspace: Workspace) -> None:
     assert audit.report["run"]["command"] == "mlaudit.scan() from Python"
 
 
+def _scripted_modules() -> set[str]:
+    """Modules made in memory rather than imported (no import spec): what a scan that
+    registered its model as a module would leave behind."""
+    return {name for name, module in list(sys.modules.items())
+            if getattr(module, "__spec__", None) is None}
+
+
 def test_in_memory_estimator_and_frames(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     train, holdout = frames
     columns = list(train.columns)
     model = RandomForestClassifier(n_estimators=20, random_state=0)
     model.fit(train.drop(columns=[TARGET]), train[TARGET])
+    modules = _scripted_modules()
     audit = mlaudit.scan(model, train=train, holdout=holdout, target=TARGET, select=FAST,
                          profile="quick")
+    assert _scripted_modules() <= modules  # the object went to the engine as it was
     by_id = {r.rule_id: r for r in audit.results}
     # No file: every artifact rule says so; the behavioural rules ran on the object.
     for rule_id in ("MLA101", "MLA102", "MLA107"):
@@ -94,12 +108,22 @@ def test_in_memory_estimator_and_frames(frames: tuple[pd.DataFrame, pd.DataFrame
     assert by_id["MLA702"].status.value == "passed"
     assert by_id["MLA301"].status.value in ("passed", "failed")
     model_document = audit.report["subject"]["model"]
-    assert model_document["path"] == "mlaudit_in_memory:RandomForestClassifier"
+    assert model_document["path"] == "<in-memory RandomForestClassifier>"
+    assert model_document["source"] == "in-memory"
+    assert model_document["type"] == "sklearn.ensemble._forest.RandomForestClassifier"
+    assert model_document["format"] is None
+    assert (model_document["sha256"], model_document["size"]) == (None, None)
+    # Wrapped as the joblib loader wraps the same forest read from a file.
+    assert model_document["framework"] == "scikit-learn"
+    assert model_document["task"] == "classification"
     assert model_document["classes"] == [0, 1]
+    assert model_document["feature_names"] == [c for c in columns if c != TARGET]
+    # No gate decided: there were no bytes to scan, and the caller vouches for the object.
+    assert model_document["load"] == {"status": "allowed", "reasons": [IN_MEMORY_LOAD_REASON]}
     isolation = audit.report["run"]["isolation"]
     assert isolation["mode"] == "none"
-    assert any("given in memory" in note and "sklearn.ensemble" in note
-               for note in isolation["notes"])
+    assert not any(isolation["layers"].values())
+    assert any("given in memory" in note for note in isolation["notes"])
     # The frames were hashed as the CSV pandas writes for them, and left as they were.
     data = {d["role"]: d for d in audit.report["subject"]["data"]}
     assert data["train"]["path"] == "<in-memory DataFrame>"
@@ -108,8 +132,35 @@ def test_in_memory_estimator_and_frames(frames: tuple[pd.DataFrame, pd.DataFrame
     ).hexdigest()
     assert data["holdout"]["rows"] == len(holdout)
     assert list(train.columns) == columns
-    assert "mlaudit_in_memory" not in sys.modules
     validate(audit.to_dict())  # an in-memory scan's report is a valid report like any other
+
+
+def test_a_file_model_says_where_it_came_from(workspace: Workspace) -> None:
+    model = mlaudit.scan(workspace.rf_joblib, select=["MLA1"]).report["subject"]["model"]
+    assert (model["source"], model["type"], model["format"]) == ("file", None, "joblib")
+
+
+def test_in_memory_function_and_artifact_rules_only(
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """A function is a model too (framework python); with no rule to query it, the report
+    still says what it is, and nothing was loaded."""
+    _, holdout = frames
+
+    def always_one(frame: pd.DataFrame) -> np.ndarray:
+        return np.ones(len(frame), dtype=int)
+
+    audit = mlaudit.scan(always_one, data=holdout, target=TARGET, select=["MLA1"])
+    model = audit.report["subject"]["model"]
+    assert (model["source"], model["type"], model["framework"]) == (
+        "in-memory", "builtins.function", "python"
+    )
+    assert model["load"]["status"] == "not-needed"
+    assert audit.report["run"]["isolation"]["mode"] == "none"
+    assert {r.reason for r in audit.results} == {NO_FILE_REASON}
+    validate(audit.to_dict())
+    header = HtmlRenderer().render(audit.report).decode().split("</header>")[0]
+    assert "&lt;in-memory function&gt; · in memory <code>builtins.function</code>" in header
 
 
 def test_in_memory_behavioural_rules_still_gate() -> None:
@@ -214,7 +265,8 @@ def test_bad_in_memory_input_raises(frames: tuple[pd.DataFrame, pd.DataFrame]) -
         mlaudit.scan(model, data=train, target="label")
     with pytest.raises(mlaudit.InputError, match="the model cannot predict"):
         mlaudit.scan(LogisticRegression(), data=train, target=TARGET, select=["MLA702"])
-    assert "mlaudit_in_memory" not in sys.modules
+    with pytest.raises(mlaudit.InputError, match="the holdout DataFrame has columns but no rows"):
+        mlaudit.scan(model, holdout=train.iloc[:0], select=["MLA1"])
 
 
 def test_scan_equals_the_cli(run_cli: Runner, workspace: Workspace) -> None:
@@ -230,3 +282,28 @@ def test_scan_equals_the_cli(run_cli: Runner, workspace: Workspace) -> None:
     assert audit.report["score"] == cli["score"]
     assert audit.report["subject"]["model"]["sha256"] == cli["subject"]["model"]["sha256"]
     assert cli["run"]["command"].startswith("mlaudit scan ")
+
+
+def test_a_rule_that_raises_keeps_its_traceback_in_the_report_only(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    audit = mlaudit.scan(workspace.rf_joblib, select=["MLA101", CrashingRule.meta.id])
+    shown = io.StringIO()
+    Output(Console(file=shown, width=200), quiet=False, verbose=True).summary(audit.report, [])
+    (crashed,) = [r for r in audit.report["results"] if r["rule_id"] == CrashingRule.meta.id]
+    assert crashed["status"] == "error"
+    assert crashed["reason"] == "RuntimeError: boom"
+    assert crashed["traceback"].startswith("Traceback (most recent call last):")
+    assert 'raise RuntimeError("boom")' in crashed["traceback"]
+    assert crashed["traceback"].endswith("RuntimeError: boom\n")
+    assert next(r for r in audit.report["results"] if r["rule_id"] == "MLA101")["traceback"] is None
+    console, captured = shown.getvalue(), capfd.readouterr()
+    assert "TEST901 error: RuntimeError: boom" in console
+    for stream in (console, captured.out, captured.err):
+        assert "Traceback" not in stream
+    validate(audit.to_dict())
+    audit.write(tmp_path / "out", formats=("html",))
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<summary>traceback</summary>" in html

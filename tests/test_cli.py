@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 
 from mlaudit.console import gate_failures
 from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
-from mlaudit.scoring import GatePolicy, decide_gate, rule_score
+from mlaudit.scoring import CauseKind, GateCause, GatePolicy, decide_gate, rule_score
 from tests.conftest import TARGET, CliResult, Runner, Workspace
+from tests.fixtures.hostile_pickles import build_hostile_corpus
 from tests.plugin_rules import install_plugin
 
 
@@ -244,7 +246,7 @@ def test_non_positive_budget_is_a_config_error(
     config = tmp_path / "budget.toml"
     config.write_text("[rules.MLA702]\nbudget_s = 0\n")
     assert_usage_error(run_cli("scan", workspace.rf_joblib, "--config", config),
-                       "budget_s for rule MLA702 must be a number > 0")
+                       "option budget_s for rule MLA702 must be a number > 0 or null, not 0")
 
 
 def test_environment_overrides_file_and_cli_overrides_environment(
@@ -275,6 +277,113 @@ def test_explain_prints_the_documentation(run_cli: Runner) -> None:
 def test_help_exits_0(run_cli: Runner) -> None:
     assert run_cli("--help").exit_code == 0
     assert run_cli("scan", "--help").exit_code == 0
+
+
+# --- scan-artifacts: many files, artifact rules only, never loaded ---------------------------
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A clean pickle and a hostile one (relative to the runner's working directory, as
+    pre-commit passes them), and the canary loading the hostile one would create."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "clean.pkl").write_bytes(pickle.dumps({"weights": [0.5, 1.5]}))
+    canary = tmp_path / "CANARY"
+    [hostile] = build_hostile_corpus(folder, canary, ["p0_global_os_system"])
+    return Path("models/clean.pkl"), hostile.path.relative_to(tmp_path), canary
+
+
+def _lines_by_file(result: CliResult) -> dict[str, str]:
+    lines = result.stderr.splitlines()
+    by_file = dict(line.split(": ", 1) for line in lines)
+    assert len(by_file) == len(lines), result.stderr  # one line per file
+    return by_file
+
+
+def test_scan_artifacts_lists_every_file_and_fails_on_the_hostile_one(
+    run_cli: Runner, artifacts: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    clean, hostile, canary = artifacts
+    result = run_cli("scan-artifacts", hostile, clean)
+    assert result.exit_code == 1, result.stderr
+    lines = _lines_by_file(result)
+    assert list(lines) == [str(hostile), str(clean)]
+    assert "gate FAILED" in lines[str(hostile)]
+    assert "worst MLA101 critical: " in lines[str(hostile)]
+    assert "os.system" in lines[str(hostile)]
+    assert "gate PASSED" in lines[str(clean)]
+    assert not canary.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]  # no report written
+
+
+def test_scan_artifacts_of_clean_files_exits_0(
+    run_cli: Runner, artifacts: tuple[Path, Path, Path]
+) -> None:
+    clean, _, _ = artifacts
+    result = run_cli("scan-artifacts", clean)
+    assert result.exit_code == 0, result.stderr
+    assert list(_lines_by_file(result)) == [str(clean)]
+
+
+def test_scan_artifacts_reports_a_missing_file_in_one_line_and_exits_2(
+    run_cli: Runner, artifacts: tuple[Path, Path, Path]
+) -> None:
+    clean, hostile, canary = artifacts
+    # Also a name that could read as module:callable: it is a file that is missing, never
+    # an import.
+    result = run_cli("scan-artifacts", "missing.pkl", hostile, "pkg.module:model", clean)
+    assert result.exit_code == 2, result.stderr
+    lines = _lines_by_file(result)
+    assert lines["missing.pkl"] == "error: no such file"
+    assert lines["pkg.module:model"] == "error: no such file"
+    assert "gate FAILED" in lines[str(hostile)]  # the files after it were still scanned
+    assert "gate PASSED" in lines[str(clean)]
+    assert "Traceback" not in result.stderr
+    assert not canary.exists()
+
+
+def test_scan_artifacts_writes_a_report_per_file_only_with_o(
+    run_cli: Runner, artifacts: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    clean, hostile, _ = artifacts
+    out = tmp_path / "reports"
+    result = run_cli("scan-artifacts", clean, hostile, "-o", out, "--format", "sarif")
+    assert result.exit_code == 1, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "models_clean.pkl", "models_p0_global_os_system.pkl"
+    ]
+    for folder in out.iterdir():
+        assert sorted(p.name for p in folder.iterdir()) == ["report.json", "report.sarif"]
+    report = json.loads((out / "models_clean.pkl" / "report.json").read_text())
+    assert report["subject"]["model"]["path"] == str(clean)
+    assert report["subject"]["model"]["load"]["status"] == "not-needed"
+    assert {r["rule_id"][:4] for r in report["results"]} == {"MLA1"}
+
+
+def test_scan_artifacts_honours_the_configuration_but_not_its_select(
+    run_cli: Runner, artifacts: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, hostile, canary = artifacts
+    # The configuration's select is what `mlaudit scan` runs; its fail_on applies here too.
+    (tmp_path / "mlaudit.toml").write_text('fail_on = "none"\nselect = ["MLA7"]\n')
+    result = run_cli("scan-artifacts", hostile)
+    assert result.exit_code == 0, result.stderr
+    line = _lines_by_file(result)[str(hostile)]
+    assert "gate PASSED" in line
+    assert "worst MLA101 critical" in line
+    assert not canary.exists()
+
+
+def test_scan_artifacts_selects_within_the_artifact_rules_only(
+    run_cli: Runner, artifacts: tuple[Path, Path, Path]
+) -> None:
+    _, hostile, _ = artifacts
+    narrowed = run_cli("scan-artifacts", hostile, "--select", "MLA105")
+    assert narrowed.exit_code == 0, narrowed.stderr
+    assert "worst MLA105 low" in narrowed.stderr
+    assert_usage_error(run_cli("scan-artifacts", hostile, "--select", "MLA702"),
+                       "--select MLA702 is not an artifact rule")
 
 
 # --- bad input: each exits 2 with one line and leaves no report -------------------------------
@@ -437,7 +546,7 @@ def _ran(rule_id: str, *severities: Severity) -> RuleResult:
 
 
 def test_verdict_names_every_kind_of_reason_the_gate_gives() -> None:
-    """Fed the gate's own reasons, so a change in their wording shows here."""
+    """Fed the gate's own causes, as a report keeps them, so a change in them shows here."""
     results = [
         _ran("MLA101", Severity.CRITICAL),
         _ran("MLA302", Severity.HIGH, Severity.LOW),
@@ -447,9 +556,14 @@ def test_verdict_names_every_kind_of_reason_the_gate_gives() -> None:
     ]
     gate = decide_gate(results, 50.0, GatePolicy("high", 60.0, False, ("MLA2", "MLA9")),
                        "blocked by MLA101 os.system")
-    reasons = [*gate.reasons, "regressed against the baseline: MLA301 auc 0.5 -> 0.7",
-               "a reason of a new kind"]
-    assert gate_failures(reasons) == [
+    causes = [
+        *gate.causes,
+        GateCause(CauseKind.REGRESSION, "regressed against the baseline: MLA301 auc 0.5 -> 0.7"),
+        GateCause(CauseKind.OTHER, "a reason of a new kind"),
+    ]
+    report = {"score": 50.0, "gate": {"min_score": 60.0,
+                                      "causes": [cause.document() for cause in causes]}}
+    assert gate_failures(report) == [
         "1 critical finding (MLA101)",
         "2 high findings (MLA302, MLA107)",
         "score 50 under 60",

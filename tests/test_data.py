@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.data import Dataset, read_dataset
+from mlaudit.data import Dataset, dataset_from_frame, read_dataset
 from mlaudit.errors import InputError
 
 
@@ -80,8 +80,30 @@ def test_extension_does_not_matter(tmp_path: Path) -> None:
 def test_header_only_csv_is_input_error(tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text("a,b,c\n")
-    with pytest.raises(InputError, match="header but no rows"):
+    with pytest.raises(InputError, match=f"holdout file {path} has columns but no rows"):
         read_dataset(path, "holdout", None)
+
+
+def test_a_frame_is_checked_as_a_file_is(tmp_path: Path) -> None:
+    """The checks after reading are one function: a DataFrame passes or fails them as the
+    file it would be saved to does, named as the caller describes it."""
+    frame = pd.DataFrame({0: [1.0, 2.0], "y": [0, 1]})
+    dataset = dataset_from_frame(frame, "train", "y", path=Path("<frame>"), sha256="0" * 64,
+                                 described="the train DataFrame")
+    assert (dataset.columns, dataset.target, dataset.rows) == (["0", "y"], "y", 2)
+    for broken, why in [
+        (pd.DataFrame(), "the train DataFrame has no columns"),
+        (pd.DataFrame({"a": []}), "the train DataFrame has columns but no rows"),
+        (pd.DataFrame({"a": [1]}),
+         r"target column 'y' is not in the train DataFrame \(columns: a\)"),
+    ]:
+        with pytest.raises(InputError, match=why):
+            dataset_from_frame(broken, "train", "y", path=Path("<frame>"), sha256="0" * 64,
+                               described="the train DataFrame")
+    path = tmp_path / "t.csv"
+    path.write_text("a\n1\n")
+    with pytest.raises(InputError, match=f"target column 'y' is not in train file {path}"):
+        read_dataset(path, "train", "y")
 
 
 def test_blank_lines_only_csv_is_input_error(tmp_path: Path) -> None:

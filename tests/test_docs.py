@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import re
 from pathlib import Path
 
 import pytest
 
-from mlaudit.docs import SECTIONS, main, render_pages
+from mlaudit.docs import SECTIONS, main, render_pages, rule_markdown
 from mlaudit.registry import registered_rules
+from mlaudit.rules.base import RuleOption
+from tests.plugin_rules import OptionEchoRule, install_plugin
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
-BUILTIN = [r for r in registered_rules() if r.entry_point.value.startswith("mlaudit.")]
+BUILTIN = [r for r in registered_rules() if r.builtin]
 
 
 @pytest.mark.parametrize("registered", BUILTIN, ids=lambda r: r.id)
@@ -40,3 +44,29 @@ def test_index_links_every_rule() -> None:
     index = render_pages()["README.md"]
     for registered in BUILTIN:
         assert f"({registered.id}.md)" in index
+
+
+def test_a_plugin_installed_beside_mlaudit_gets_no_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installing a plugin in the development environment must not make the pages stale."""
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    assert any(r.id == "TEST903" for r in registered_rules())
+    pages = render_pages()
+    assert "TEST903.md" not in pages
+    assert "TEST903" not in pages["README.md"]
+    assert main(["--check", str(RULES_DIR)]) == 0
+
+
+def test_a_vertical_bar_in_an_option_stays_in_its_cell() -> None:
+    class Alternatives(OptionEchoRule):
+        meta = dataclasses.replace(OptionEchoRule.meta, options=(
+            RuleOption("label", "Intended use|Uses", "a | separates\nalternatives"),
+        ))
+
+    [row] = [line for line in rule_markdown(Alternatives).splitlines()
+             if line.startswith("| `label`")]
+    assert row == (
+        r'| `label` | string | - | `"Intended use\|Uses"` | a \| separates alternatives |'
+    )
+    assert len(re.split(r"(?<!\\)\|", row)) == 7  # five cells between the outer bars

@@ -78,7 +78,7 @@ def test_hook_definition() -> None:
     hook = _hook()
     assert hook["language"] == "python"
     assert hook["pass_filenames"] is True
-    assert "--select MLA1" in hook["entry"]
+    assert hook["entry"] == "mlaudit scan-artifacts"
     pattern = re.compile(hook["files"])
     assert [f for f in MODEL_FILES if not pattern.search(f)] == []
     assert [f for f in NOT_MODEL_FILES if pattern.search(f)] == []
@@ -94,12 +94,12 @@ def test_hook_dependencies_are_the_format_extras() -> None:
     assert set(_hook()["additional_dependencies"]) == wanted
 
 
-def _run_hook(files: list[Path], cwd: Path, temp: Path) -> subprocess.CompletedProcess[str]:
+def _run_hook(files: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
     # pre-commit splits the entry like a shell and appends the file names (relative paths).
     command = [*shlex.split(_hook()["entry"]), *(str(f.relative_to(cwd)) for f in files)]
     return subprocess.run(
-        command, cwd=cwd, env=_environment() | {"TMPDIR": str(temp)}, capture_output=True,
-        text=True, check=False, timeout=300,
+        command, cwd=cwd, env=_environment(), capture_output=True, text=True, check=False,
+        timeout=300,
     )
 
 
@@ -108,18 +108,19 @@ def test_hook_passes_a_clean_pickle_and_blocks_a_hostile_one(
     models: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     clean, hostile, canary = models
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    passed = _run_hook([clean], tmp_path, temp)
+    before = sorted(tmp_path.rglob("*"))
+    passed = _run_hook([clean], tmp_path)
     assert passed.returncode == 0, passed.stderr
-    assert list(temp.iterdir()) == []  # nothing to read: the reports are gone
-    failed = _run_hook([hostile, clean], tmp_path, temp)
+    failed = _run_hook([hostile, clean], tmp_path)
     assert failed.returncode == 1, failed.stderr
-    # Both files were scanned: the failure did not stop the second scan.
-    assert failed.stderr.count("gate PASSED") == 1
-    assert "os.system" in failed.stderr
-    [kept] = temp.iterdir()
-    assert (kept / hostile.relative_to(tmp_path) / "report.html").is_file()
+    # One line per file: the failure did not stop the second scan.
+    hostile_line, clean_line = failed.stderr.splitlines()
+    assert hostile_line.startswith(f"{hostile.relative_to(tmp_path)}: ")
+    assert "gate FAILED" in hostile_line
+    assert "os.system" in hostile_line
+    assert clean_line.startswith(f"{clean.relative_to(tmp_path)}: ")
+    assert "gate PASSED" in clean_line
+    assert sorted(tmp_path.rglob("*")) == before  # no report written, nothing else either
     assert not canary.exists()
 
 

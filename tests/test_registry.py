@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 
 from mlaudit.errors import UsageError
-from mlaudit.registry import registered_rules, select_rules
+from mlaudit.registry import extra_hint, registered_rules, select_rules
+from mlaudit.rules.dependencies import KnownVulnerabilities
 from tests.conftest import Runner, Workspace
-from tests.plugin_rules import PLUGIN_MODULE, install_distribution, install_plugin
+from tests.plugin_rules import (
+    PLUGIN_MODULE,
+    NeedsMissingExtra,
+    install_distribution,
+    install_plugin,
+)
 
 
 def test_builtin_rules_are_registered_by_id() -> None:
@@ -63,9 +69,20 @@ def test_rule_with_missing_extra_is_skipped_with_install_hint(
     result = run_cli("scan", workspace.rf_joblib, "--data", workspace.holdout,
                      "--select", "TEST904")
     assert result.result("TEST904")["status"] == "skipped"
+    # The extra is the plugin's: installing mlaudit's extras would not bring it.
     assert result.result("TEST904")["reason"] == (
-        "needs the 'imaginary' extra: pip install 'mlaudit[imaginary]'"
+        "needs the 'imaginary' extra: pip install 'mlaudit-test-plugin[imaginary]'"
     )
+
+
+def test_an_extra_is_installed_with_the_distribution_that_registered_the_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert extra_hint(KnownVulnerabilities) == "pip install 'mlaudit[deps]'"
+    # Not registered (handed straight to the engine): taken for mlaudit's.
+    assert extra_hint(NeedsMissingExtra) == "pip install 'mlaudit[imaginary]'"
+    install_plugin(tmp_path / "plugin", monkeypatch)
+    assert extra_hint(NeedsMissingExtra) == "pip install 'mlaudit-test-plugin[imaginary]'"
 
 
 def test_one_id_from_two_distributions_names_both(

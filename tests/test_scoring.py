@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
+from mlaudit.console import gate_failures
 from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
 from mlaudit.scoring import (
+    CauseKind,
+    GateCause,
+    GateDecision,
     GatePolicy,
     coverage_of,
     decide_gate,
+    gate_causes,
     grade_for,
     rule_score,
     score_results,
@@ -163,3 +171,68 @@ def test_a_prefix_is_met_by_one_rule_that_ran_but_not_with_one_in_error() -> Non
     decision = decide_gate(errored, 100.0, GatePolicy(require=("MLA2",), allow_incomplete=True),
                            None)
     assert decision.reasons == ("required MLA2 did not complete (MLA202: budget)",)
+
+
+# --------------------------------------------------------------------------- gate causes
+
+
+def _gate_of_every_kind() -> GateDecision:
+    results = [
+        ran("MLA101", "artifact", finding(Severity.CRITICAL, "c")),
+        RuleResult("MLA302", "n", "privacy", Status.FAILED, 40.0, findings=(
+            Finding("MLA302", "t", "m", Severity.HIGH, Confidence.HIGH, Location("a"), "h" * 32),
+            Finding("MLA302", "t", "m", Severity.LOW, Confidence.HIGH, Location("a"), "l" * 32),
+        )),
+        RuleResult("MLA201", "n", "robustness", Status.ERROR, None, "RuntimeError: boom"),
+        ran("MLA204", "robustness"),
+    ]
+    return decide_gate(results, 50.0, GatePolicy("high", 60.0, False, ("MLA2", "MLA9")),
+                       "blocked by MLA101 os.system")
+
+
+def test_each_reason_has_its_cause_as_data() -> None:
+    gate = _gate_of_every_kind()
+    assert not gate.passed
+    assert gate.reasons == tuple(cause.text for cause in gate.causes)
+    assert [(c.kind, c.rule_id, c.severity, c.fingerprint, c.required) for c in gate.causes] == [
+        (CauseKind.FINDING, "MLA101", Severity.CRITICAL, "c" * 32, None),
+        (CauseKind.FINDING, "MLA302", Severity.HIGH, "h" * 32, None),
+        (CauseKind.SCORE, None, None, None, None),
+        (CauseKind.ERROR, "MLA201", None, None, None),
+        (CauseKind.REQUIRED_INCOMPLETE, None, None, None, "MLA2"),
+        (CauseKind.REQUIRED_NOT_RUN, None, None, None, "MLA9"),
+        (CauseKind.LOAD, None, None, None, None),
+    ]
+    for cause in gate.causes:
+        assert GateCause.from_document(cause.document()) == cause
+    assert decide_gate([], 100.0, GatePolicy(), None) == GateDecision(())
+
+
+def test_causes_read_back_from_any_report() -> None:
+    """Archived JSON is read as found: an unknown kind or a malformed field reads as
+    absent, and a report from before causes existed has its reasons as plain text."""
+    odd = GateCause.from_document({"kind": "new-kind", "text": "x", "severity": "dire",
+                                   "rule_id": 7})
+    assert odd == GateCause(CauseKind.OTHER, "x")
+    old = gate_causes({"reasons": ["MLA101 critical: t [fail-on high]"]})
+    assert old == (GateCause(CauseKind.OTHER, "MLA101 critical: t [fail-on high]"),)
+
+
+def test_verdict_line_is_made_from_the_causes_whatever_their_words() -> None:
+    """The short forms come from each cause's kind and fields (the score's from the report's
+    numbers), so rewording every reason changes none of them."""
+    causes = [
+        *_gate_of_every_kind().causes,
+        GateCause(CauseKind.REGRESSION, "regressed against the baseline: MLA301 auc 0.5 -> 0.7",
+                  "MLA301"),
+    ]
+    reworded = [dataclasses.replace(c, text=f"reworded {n}") for n, c in enumerate(causes)]
+
+    def report(listed: list[GateCause]) -> dict[str, Any]:
+        return {"score": 50.0, "gate": {"min_score": 60.0,
+                                        "causes": [c.document() for c in listed]}}
+
+    short = gate_failures(report(causes))
+    assert gate_failures(report(reworded)) == short
+    assert not any("reworded" in line for line in short)
+    assert len(short) == 8  # two finding counts, then one line per other cause

@@ -110,6 +110,7 @@ def result_to_json(result: RuleResult) -> dict[str, Any]:
         "findings": [finding_document(f) for f in result.findings],
         "duration_s": result.duration_s,
         "queries": result.queries,
+        "traceback": result.traceback,
     }
 
 
@@ -131,6 +132,7 @@ def result_from_json(value: object) -> RuleResult:
         tuple(_finding_from_json(f) for f in _list(data.get("findings"))),
         _number(data.get("duration_s")),
         _optional_int(data.get("queries")),
+        _optional_string(data.get("traceback")),
     )
 
 

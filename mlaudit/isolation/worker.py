@@ -108,6 +108,8 @@ class _Session:
         self.current: type[Rule] | None = None
         self.deadline = time.monotonic() + job.load_budget_s
         self.buffer = b""
+        # What the worker said of its own failure before it exited: for the failed rules.
+        self.crash: _Crash | None = None
 
     def run(self) -> None:
         private_dir = Path(tempfile.mkdtemp(prefix="mlaudit-worker-"))
@@ -199,6 +201,11 @@ class _Session:
                 raise ProtocolError(f"a result for {result.rule_id} that was not running")
             self.outcome.results[result.rule_id] = result
             self.current = None
+        elif kind == "crash":
+            summary, trace = message.get("error"), message.get("traceback")
+            if not (isinstance(summary, str) and isinstance(trace, str)):
+                raise ProtocolError("a crash message must hold an error and a traceback")
+            self.crash = _Crash(summary, trace)
         elif kind == "progress":
             self.job.progress(str(message["message"]))
         elif kind == "warning":
@@ -223,7 +230,11 @@ class _Session:
         return f"{self.current.meta.id} ran past its time budget of {budget:g} s (worker killed)"
 
     def _fail_current(self, cause: str) -> None:
-        """The rule that was running (every rule left, if the model was loading) is ``error``."""
+        """The rule that was running (every rule left, if the model was loading) is ``error``,
+        with the worker's own error and traceback if it sent them before it ended."""
+        crash, self.crash = self.crash, None
+        if crash is not None:
+            cause = f"{cause} ({crash.error})"
         if self.current is not None:
             failed = [self.current]
         else:
@@ -233,9 +244,18 @@ class _Session:
             meta = rule.meta
             self.job.progress(f"{meta.id} error: {cause}")
             self.outcome.results[meta.id] = RuleResult(
-                meta.id, meta.name, meta.family.value, Status.ERROR, None, cause
+                meta.id, meta.name, meta.family.value, Status.ERROR, None, cause,
+                traceback=crash.traceback if crash is not None else None,
             )
         self.current = None
+
+
+@dataclass(frozen=True)
+class _Crash:
+    """The worker's account of the exception that ended it."""
+
+    error: str  # ``Type: message``
+    traceback: str
 
 
 _CATEGORIES: dict[str, type[Warning]] = {}
@@ -301,9 +321,13 @@ def _child(job: WorkerJob, rules: Sequence[type[Rule]], channel: int, private_di
             return
         _work(job, rules, channel)
         _send(channel, {"kind": "done"})
-    except BaseException:  # a worker's own failure ends it; the parent reports the exit
+    except BaseException as error:  # a worker's own failure ends it; the parent reports it
         code = 70
-        traceback.print_exc()
+        # Into the report with the rule it failed, not onto the parent's stderr; a channel
+        # that is itself what failed leaves the exit status to tell.
+        with suppress(BaseException):
+            _send(channel, {"kind": "crash", "error": f"{type(error).__name__}: {error}",
+                            "traceback": "".join(traceback.format_exception(error))})
     finally:
         os._exit(code)
 

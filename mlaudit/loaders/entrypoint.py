@@ -41,10 +41,16 @@ def load(
         if not hasattr(target, part):
             raise InputError(f"entry point {artifact.reference}: {module_name} has no {part}")
         target = getattr(target, part)
+    return wrap_object(target, f"entry point {artifact.reference}")
+
+
+def wrap_object(target: object, origin: str) -> LoadedModel:
+    """``target``, a model with ``predict`` or a function, queried with DataFrames; ``origin``
+    names it in errors (``entry point pkg:model``)."""
     if callable(getattr(target, "predict", None)):
-        return wrap_estimator(target, "python", artifact.reference, frames=True)
+        return wrap_estimator(target, "python", origin, frames=True)
     if not callable(target):
-        raise InputError(f"entry point {artifact.reference} is neither a model nor a function")
+        raise InputError(f"{origin} is neither a model nor a function")
     function = target
 
     def predict(frame: pd.DataFrame) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mlaudit.reports.charts import collect_charts, render_chart, severity_chart
+from mlaudit.scoring import CauseKind, gate_causes
 
 FAMILY_TITLES = {
     "artifact": "Artifact safety",
@@ -83,38 +84,31 @@ def _finding_anchors(results: list[Mapping[str, Any]]) -> list[list[str]]:
     return anchors
 
 
-def _gate_reason(finding: Mapping[str, Any], fail_on: str) -> str:
-    """The reason the gate gives for a finding, word for word as ``decide_gate`` writes it:
-    the reasons are what the gate decided (under a baseline only new or worse findings are
-    among them), so a reason is linked to the finding it names rather than re-deciding."""
-    pointer = (finding.get("location") or {}).get("pointer")
-    where = f" ({pointer})" if pointer else ""
-    return (
-        f"{finding['rule_id']} {finding['severity']}: {finding['title']}{where} "
-        f"[fail-on {fail_on}]"
-    )
-
-
 def _verdict(
     report: Mapping[str, Any], results: list[Mapping[str, Any]], anchors: list[list[str]]
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """Each gate reason with the id of the finding or errored rule it names (None: it names
-    neither, such as a score under the minimum), and the rules in error no reason names
-    (``--allow-incomplete``), which the verdict still points to."""
-    gate = report.get("gate") or {}
-    by_reason: dict[str, list[str]] = {}
+    """Each gate reason with the id of the finding or errored rule its cause names (None: it
+    names neither, such as a score under the minimum), and the rules in error no cause names
+    (``--allow-incomplete``), which the verdict still points to.
+
+    A finding's cause is linked by its fingerprint: the causes are what the gate decided
+    (under a baseline only new or worse findings are among them), so the link follows the
+    decision rather than re-deciding. A fingerprint a rule repeats links each cause to the
+    next of its rows, in report order.
+    """
+    by_fingerprint: dict[str, list[str]] = {}
     for result, ids in zip(results, anchors, strict=True):
         for finding, anchor in zip(result.get("findings", []), ids, strict=True):
-            by_reason.setdefault(_gate_reason(finding, gate.get("fail_on", "")), []).append(anchor)
+            by_fingerprint.setdefault(str(finding.get("fingerprint")), []).append(anchor)
     errored = [r["rule_id"] for r in results if r["status"] == "error"]
     linked: list[tuple[str, str | None]] = []
-    for reason in gate.get("reasons", []):
-        if by_reason.get(reason):
-            linked.append((reason, by_reason[reason].pop(0)))
-        else:
-            # decide_gate's words for a rule in error, when --allow-incomplete is not given.
-            rule = next((r for r in errored if reason.startswith(f"{r} could not complete")), None)
-            linked.append((reason, rule))
+    for cause in gate_causes(report.get("gate") or {}):
+        target = None
+        if cause.kind is CauseKind.FINDING and by_fingerprint.get(str(cause.fingerprint)):
+            target = by_fingerprint[str(cause.fingerprint)].pop(0)
+        elif cause.kind is CauseKind.ERROR and cause.rule_id in errored:
+            target = cause.rule_id
+        linked.append((cause.text, target))
     named = {target for _, target in linked}
     return linked, [rule for rule in errored if rule not in named]
 

@@ -33,6 +33,12 @@ def test_a_result_survives_the_round_trip() -> None:
     assert result_from_json(message["result"]) == result
 
 
+def test_an_errored_result_keeps_its_traceback() -> None:
+    errored = RuleResult("MLA201", "Black-box evasion", "robustness", Status.ERROR, None,
+                         "ValueError: no", traceback="Traceback (most recent call last):\n")
+    assert result_from_json(result_to_json(errored)) == errored
+
+
 def test_model_info_round_trip() -> None:
     info = ModelInfo("scikit-learn", "classification", (0, "b"), 3, ("a", "b", "c"))
     assert ModelInfo.from_json(decode(encode({"kind": "m", "m": info.to_json()}))["m"]) == info
@@ -50,7 +56,7 @@ def test_what_is_not_a_json_message_is_refused(line: bytes) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("status", "pwned"), ("score", "100"), ("findings", {"a": 1}), ("queries", 1.5),
-     ("metrics", [])],
+     ("metrics", []), ("traceback", ["not", "text"])],
 )
 def test_a_forged_field_is_refused(field: str, value: object) -> None:
     document = result_to_json(_result())

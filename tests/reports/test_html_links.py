@@ -14,7 +14,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from markupsafe import escape
+
 from mlaudit.reports.html import FAMILY_TITLES, HtmlRenderer
+from mlaudit.scoring import CauseKind, GateCause
 from tests.conftest import Workspace
 from tests.reports.conftest import CRASHING, Scanned, failing_scan
 
@@ -174,8 +177,9 @@ def test_anchors_are_stable_and_unique_for_repeated_fingerprints(failing: Scanne
     mla101 = next(r for r in report["results"] if r["rule_id"] == "MLA101")
     (critical,) = [f for f in mla101["findings"] if f["severity"] == "critical"]
     mla101["findings"].append(copy.deepcopy(critical))
-    (reason,) = [r for r in report["gate"]["reasons"] if r.startswith("MLA101 critical")]
-    report["gate"]["reasons"].append(reason)
+    (cause,) = [c for c in report["gate"]["causes"] if c["fingerprint"] == critical["fingerprint"]]
+    report["gate"]["reasons"].append(cause["text"])
+    report["gate"]["causes"].append(cause)
     html = HtmlRenderer().render(report).decode()
     page = read_page(html)
     assert_links_resolve(page)
@@ -189,6 +193,9 @@ def test_reasons_that_name_no_finding_are_text(failing: Scanned) -> None:
     gets no link; a finding's reason is linked only while it is among the gate's reasons."""
     report = copy.deepcopy(failing.report)
     report["gate"]["reasons"] = ["score 59 is under the minimum 70"]
+    report["gate"]["causes"] = [
+        GateCause(CauseKind.SCORE, "score 59 is under the minimum 70").document()
+    ]
     html = HtmlRenderer().render(report).decode()
     page = read_page(html)
     assert_links_resolve(page)
@@ -209,3 +216,22 @@ def test_hostile_fingerprints_cannot_break_ids(failing: Scanned) -> None:
     assert_links_resolve(page)
     assert "<script>" not in html
     assert not any(" " in element_id for element_id in page.ids)
+
+
+def test_links_follow_the_causes_not_the_wording(failing: Scanned) -> None:
+    """The reasons' words may change: the links come from the causes' fingerprint and rule.
+    A report without causes (schema before 1.3.0) shows its reasons, linking none of them."""
+    report = copy.deepcopy(failing.report)
+    report["gate"]["causes"] = [
+        {**cause, "text": f"reworded {number}"}
+        for number, cause in enumerate(report["gate"]["causes"])
+    ]
+    page = read_page(HtmlRenderer().render(report).decode())
+    assert page.verdict_links == read_page(failing.html).verdict_links
+    del report["gate"]["causes"]
+    html = HtmlRenderer().render(report).decode()
+    page = read_page(html)
+    assert_links_resolve(page)
+    assert page.verdict_links == [CRASHING]  # in error, though no cause names it
+    for reason in failing.report["gate"]["reasons"]:
+        assert f"<li>{escape(reason)}</li>" in html
