@@ -157,14 +157,16 @@ sample: demo
 
 # --------------------------------------------------------------------------- checks
 
+# lint-imports checks the layer contract in pyproject.toml: imports only point down the pipeline.
 lint: $(INSTALL_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(INSTALL_STAMP)
 	$(BIN)/mypy --strict mlaudit examples/plugin/src
 
 docs-check: $(INSTALL_STAMP)
-	$(VENV_PYTHON) -m mlaudit.docs --check rules
+	$(VENV_PYTHON) -m mlaudit.reports.rule_pages --check rules
 
 pytest: $(INSTALL_STAMP) browser
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
@@ -172,8 +174,9 @@ pytest: $(INSTALL_STAMP) browser
 # Sequential on purpose (one failure stops the rest, output stays readable under make -j).
 test: $(INSTALL_STAMP) browser
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy --strict mlaudit examples/plugin/src
-	$(VENV_PYTHON) -m mlaudit.docs --check rules
+	$(VENV_PYTHON) -m mlaudit.reports.rule_pages --check rules
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 # --------------------------------------------------------------------------- cleanup

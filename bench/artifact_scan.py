@@ -62,11 +62,11 @@ from bench.pickle_scan import (  # noqa: E402
     run_isolated,
     scan_each,
 )
-from mlaudit.errors import InputError  # noqa: E402
-from mlaudit.findings import Severity  # noqa: E402
-from mlaudit.gate import decide  # noqa: E402
+from mlaudit.core.errors import InputError  # noqa: E402
+from mlaudit.core.findings import Severity  # noqa: E402
+from mlaudit.loaders.load_gate import decide  # noqa: E402
 from mlaudit.scanners.pickle_policy import Verdict  # noqa: E402
-from mlaudit.subject import open_model  # noqa: E402
+from mlaudit.subject.build import open_model  # noqa: E402
 from tests.fixtures.benign_archives import build_benign_archives  # noqa: E402
 from tests.fixtures.benign_formats import build_benign_formats  # noqa: E402
 from tests.fixtures.hostile_archives import build_hostile_archives  # noqa: E402

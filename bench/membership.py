@@ -54,8 +54,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import mlaudit  # noqa: E402
-from mlaudit.engine import EngineSettings, run_audit  # noqa: E402
-from mlaudit.findings import RuleResult  # noqa: E402
+from mlaudit.core.findings import RuleResult  # noqa: E402
+from mlaudit.engine.run import EngineSettings, run_audit  # noqa: E402
 from mlaudit.loaders import loader_for  # noqa: E402
 from mlaudit.privacy.art_bridge import art_classifier, codec_for  # noqa: E402
 from mlaudit.privacy.attacks import art_black_box  # noqa: E402
@@ -67,7 +67,7 @@ from mlaudit.rules.privacy import (  # noqa: E402
     ReferenceFreeMembershipInference,
     ReferenceModelMembershipInference,
 )
-from mlaudit.subject import Subject, build_subject  # noqa: E402
+from mlaudit.subject.build import Subject, build_subject  # noqa: E402
 
 TARGET = "label"
 FPRS = (0.01, 0.001, 0.1)

@@ -50,11 +50,11 @@ import joblib  # noqa: E402
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
 
-from mlaudit.errors import InputError  # noqa: E402
-from mlaudit.gate import LoadStatus, decide  # noqa: E402
+from mlaudit.core.errors import InputError  # noqa: E402
+from mlaudit.loaders.load_gate import LoadStatus, decide  # noqa: E402
 from mlaudit.scanners.pickle import MalformedPickle  # noqa: E402
 from mlaudit.scanners.pickle import scan_file as mlaudit_scan_file  # noqa: E402
-from mlaudit.subject import open_model  # noqa: E402
+from mlaudit.subject.build import open_model  # noqa: E402
 from tests.fixtures.hostile_pickles import (  # noqa: E402
     HOSTILE_SAMPLE_NAMES,
     build_hostile_corpus,

@@ -44,16 +44,16 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlaudit.data import Dataset
-from mlaudit.inventory import ImportInventory
 from mlaudit.pii.analysis import AnalysisSettings, TextGroup, analyse_groups
-from mlaudit.pii.engine import get_engine
+from mlaudit.pii.analyzer import get_engine
 from mlaudit.pii.entities import DATE_OF_BIRTH, DATE_TIME, ENTITY_NAMES
 from mlaudit.pii.hints import hint_for
 from mlaudit.rules.base import RuleContext
 from mlaudit.rules.personal_data import PersonalDataInData
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import ModelArtifact, Subject
+from mlaudit.scanners.inventory import ImportInventory
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import ModelArtifact, Subject
+from mlaudit.subject.data import Dataset
 
 Labels = dict[str, list[frozenset[str]]]
 MIN_SCORE = 0.5

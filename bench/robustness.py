@@ -43,11 +43,11 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from mlaudit.loaders.sklearn import wrap_estimator  # noqa: E402
-from mlaudit.model import LoadedModel  # noqa: E402
 from mlaudit.robustness.hopskipjump import AttackSettings, hop_skip_jump  # noqa: E402
 from mlaudit.robustness.oracle import Oracle  # noqa: E402
 from mlaudit.robustness.space import FeatureSpace, distance  # noqa: E402
 from mlaudit.robustness.trees import Verifier, leaf_table  # noqa: E402
+from mlaudit.subject.model_info import LoadedModel  # noqa: E402
 
 BATCH = 4096
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlaudit.errors import ConfigError, InputError, UsageError
+from mlaudit.core.errors import ConfigError, InputError, UsageError
+from mlaudit.core.version import __version__
 
 if TYPE_CHECKING:
     from mlaudit.api import Audit, scan
 
-__version__ = "0.1.0"
 __all__ = ["Audit", "ConfigError", "InputError", "UsageError", "__version__", "scan"]
 _LAZY = frozenset({"Audit", "scan"})
 

@@ -1,3 +1,3 @@
-from mlaudit.cli import main
+from mlaudit.cli.main import main
 
 main()

@@ -23,12 +23,19 @@ from typing import Any, TypeAlias
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mlaudit.atomic import write_files_atomically
-from mlaudit.attest import ENVELOPE_NAME, load_signing_key, passphrase_from_environment, sign_report
+from mlaudit.compliance import ENVELOPE_NAME
+from mlaudit.compliance.attest import (
+    load_signing_key,
+    passphrase_from_environment,
+    sign_report,
+)
+from mlaudit.compliance.regression import Baseline
 from mlaudit.config import Settings, resolve
-from mlaudit.console import html_summary
-from mlaudit.data import Dataset, dataset_from_frame
-from mlaudit.engine import (
+from mlaudit.core.atomic import write_files_atomically
+from mlaudit.core.errors import EXIT_GATE_FAILED, EXIT_PASSED, UsageError
+from mlaudit.core.findings import Finding, JsonValue, ModelIdentity, RuleResult
+from mlaudit.core.runcache import RunCache
+from mlaudit.engine.run import (
     AuditRun,
     EngineSettings,
     Progress,
@@ -36,24 +43,21 @@ from mlaudit.engine import (
     load_rules,
     run_audit,
 )
-from mlaudit.errors import UsageError
-from mlaudit.findings import Finding, JsonValue, ModelIdentity, RuleResult
-from mlaudit.gate import LoadStatus
-from mlaudit.inventory import ImportInventory
 from mlaudit.loaders.entrypoint import wrap_object
+from mlaudit.loaders.load_gate import LoadStatus
 from mlaudit.loaders.sklearn import wrap_estimator
-from mlaudit.model import LoadedModel
-from mlaudit.regression import Baseline
-from mlaudit.report import RunInfo, build_report
 from mlaudit.reports import FORMATS, renderer_for
+from mlaudit.reports.build import RunInfo, build_report
+from mlaudit.reports.console import html_summary
 from mlaudit.rules.base import Rule, Stage
-from mlaudit.runcache import RunCache
-from mlaudit.scoring import GatePolicy, decide_gate, score_results
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import ModelArtifact, Subject, build_subject
-from mlaudit.waivers import apply_waivers
+from mlaudit.scanners.inventory import ImportInventory
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import ModelArtifact, Subject, build_subject
+from mlaudit.subject.data import Dataset, dataset_from_frame
+from mlaudit.subject.model_info import LoadedModel
+from mlaudit.verdict.scoring import GatePolicy, decide_gate, score_results
+from mlaudit.verdict.waivers import apply_waivers
 
-EXIT_PASSED, EXIT_GATE_FAILED = 0, 1
 PERSONAL_DATA_RULES = ("MLA401", "MLA402", "MLA403")
 DATA_ROLES = ("data", "train", "holdout")  # build_subject's order, which the report keeps
 
@@ -233,7 +237,7 @@ def _with_rule_options(
 def _with_nlp_model(settings: Settings, name: str) -> Settings:
     """``nlp_model`` sets the personal-data rules' ``nlp_model`` option, over the file's."""
     try:
-        from mlaudit.pii.engine import EngineUnavailable, check_nlp_model
+        from mlaudit.pii.analyzer import EngineUnavailable, check_nlp_model
     except ImportError:
         raise UsageError(
             "--nlp-model needs the 'pii' extra: pip install 'mlaudit[pii]'"
@@ -311,7 +315,8 @@ def _subject(
 
 
 def _frame_dataset(frame: pd.DataFrame, role: str, target: str | None) -> Dataset:
-    """A DataFrame given in memory, checked as :func:`mlaudit.data.read_dataset` checks a file.
+    """A DataFrame given in memory, checked as :func:`~mlaudit.subject.data.read_dataset` checks
+    a file.
 
     Passed through rather than written to a temporary CSV or Parquet file and read back: a
     round trip through CSV loses dtypes the model may depend on (categories, nullable

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mlaudit.errors import ConfigError
-from mlaudit.findings import JsonValue
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import JsonValue
 from mlaudit.isolation import ISOLATION_MODES
-from mlaudit.reports import FORMATS
-from mlaudit.scoring import FAIL_ON_CHOICES
-from mlaudit.waivers import Waiver, parse_waivers
+from mlaudit.verdict.scoring import FAIL_ON_CHOICES
+from mlaudit.verdict.waivers import Waiver, parse_waivers
+
+# The report formats a user may ask for; mlaudit.reports has a renderer for each.
+FORMATS = ("json", "html", "sarif", "junit", "md", "cyclonedx")
 
 PROFILES = ("quick", "standard", "thorough")
 

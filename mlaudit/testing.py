@@ -27,13 +27,13 @@ import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mlaudit.docs import SECTION_PATTERN, SECTIONS
-from mlaudit.engine import BUDGET_OPTION, EngineSettings, run_audit
-from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
-from mlaudit.registry import RESERVED_PREFIX, RULE_ID
-from mlaudit.rules.base import Family, Requirement, Rule, RuleMeta
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import Subject, build_subject
+from mlaudit.core.findings import Family, Finding, JsonValue, RuleResult, Severity, Status
+from mlaudit.engine.registry import RESERVED_PREFIX, RULE_ID
+from mlaudit.engine.run import BUDGET_OPTION, EngineSettings, run_audit
+from mlaudit.reports.rule_pages import SECTION_PATTERN, SECTIONS
+from mlaudit.rules.base import Requirement, Rule, RuleMeta
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import Subject, build_subject
 
 __all__ = ["RuleDidNotRun", "assert_rule_contract", "check_rule", "make_subject", "run_rule"]
 
@@ -81,7 +81,7 @@ def run_rule(
 
     ``options`` are the rule's ``[tool.mlaudit.rules.ID]`` table, validated by the engine as in
     a scan (an unknown option or a value the rule does not accept is a
-    :class:`~mlaudit.errors.ConfigError`); the quick profile keeps behavioural rules' sample
+    :class:`~mlaudit.core.errors.ConfigError`); the quick profile keeps behavioural rules' sample
     sizes and budgets small, as in mlaudit's own tests.
     """
     audited = subject if isinstance(subject, Subject) else make_subject(subject)
@@ -154,13 +154,13 @@ def _meta_problems(rule: type[Rule], meta: RuleMeta) -> list[str]:
     if not isinstance(meta.family, Family):
         problems.append(f"family {meta.family!r} is not a mlaudit.rules.base.Family")
     if not isinstance(meta.severity, Severity):
-        problems.append(f"severity {meta.severity!r} is not a mlaudit.findings.Severity")
+        problems.append(f"severity {meta.severity!r} is not a mlaudit.core.findings.Severity")
     if not isinstance(meta.requires, frozenset) or not all(
         isinstance(r, Requirement) for r in meta.requires
     ):
         problems.append("requires is not a frozenset of mlaudit.rules.base.Requirement")
     if meta.formats is not None and not all(isinstance(f, ModelFormat) for f in meta.formats):
-        problems.append("formats is not None or a frozenset of mlaudit.sniff.ModelFormat")
+        problems.append("formats is not None or a frozenset of mlaudit.scanners.sniff.ModelFormat")
     if meta.extra_modules and not meta.extra:
         problems.append("extra_modules is set without the extra that installs them")
     return problems

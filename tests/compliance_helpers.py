@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mlaudit.attest import generate_keys, load_signing_key, sign_report
-from mlaudit.cli import main
+from mlaudit.cli.main import main
+from mlaudit.compliance.attest import generate_keys, load_signing_key, sign_report
 
 
 def run(*arguments: str | Path) -> int:

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlaudit.cli import main
+from mlaudit.cli.main import main
 
 TARGET = "target"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.findings import Finding, Location, Severity
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.core.findings import Family, Finding, Location, Severity
+from mlaudit.rules.base import Requirement, Rule, RuleContext, RuleMeta, RuleOption
 
 PLUGIN_MODULE = "mlaudit_test_plugin"
 

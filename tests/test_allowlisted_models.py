@@ -32,10 +32,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import TargetEncoder
 
-from mlaudit.gate import LoadStatus, decide
+from mlaudit.loaders.load_gate import LoadStatus, decide
 from mlaudit.scanners.pickle import scan_bytes
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.subject import open_model
+from mlaudit.subject.build import open_model
 from tests.conftest import Runner
 
 

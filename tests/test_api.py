@@ -19,9 +19,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 import mlaudit
-from mlaudit.attest import ENVELOPE_NAME, generate_keys
-from mlaudit.console import Output
-from mlaudit.engine import IN_MEMORY_LOAD_REASON, NO_FILE_REASON
+from mlaudit.compliance import ENVELOPE_NAME
+from mlaudit.compliance.attest import generate_keys
+from mlaudit.engine.run import IN_MEMORY_LOAD_REASON, NO_FILE_REASON
+from mlaudit.reports.console import Output
 from mlaudit.reports.html import HtmlRenderer
 from tests.conftest import TARGET, Runner, Workspace
 from tests.fixtures.hostile_pickles import build_hostile_corpus

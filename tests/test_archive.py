@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.archive import Archive, ArchiveIntegrityError, Problem, Query
-from mlaudit.attest import load_verify_key
-from mlaudit.errors import UsageError
+from mlaudit.compliance.archive import Archive, ArchiveIntegrityError, Problem, Query
+from mlaudit.compliance.attest import load_verify_key
+from mlaudit.core.errors import UsageError
 from tests.compliance_helpers import keys, report, resign, scan
 from tests.conftest import Runner, Workspace
 
@@ -326,7 +326,7 @@ def test_concurrent_adds_from_threads_and_processes_keep_the_archive_consistent(
         envelopes.append(path)
     # Two processes, each adding 8 envelopes, 4 of them also added by the other.
     script = (
-        "import sys\nfrom mlaudit.cli import main\n"
+        "import sys\nfrom mlaudit.cli.main import main\n"
         "for path in sys.argv[2:]:\n"
         "    try:\n        main(['archive', 'add', path, '--store', sys.argv[1]])\n"
         "    except SystemExit as e:\n        assert e.code in (0, None), e.code\n"

@@ -1,4 +1,4 @@
-"""Tests for mlaudit.atomic.write_files_atomically: all files or none, no temp files left."""
+"""Tests for mlaudit.core.atomic.write_files_atomically: all files or none, no temp files left."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit import atomic
-from mlaudit.atomic import write_files_atomically
+from mlaudit.core import atomic
+from mlaudit.core.atomic import write_files_atomically
 
 
 def _listing(directory: Path) -> set[str]:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlaudit.attest import (
-    ENVELOPE_NAME,
+from mlaudit.compliance import ENVELOPE_NAME
+from mlaudit.compliance.attest import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
@@ -30,7 +30,7 @@ from mlaudit.attest import (
     statement,
     verify,
 )
-from mlaudit.errors import UsageError
+from mlaudit.core.errors import UsageError
 from tests.compliance_helpers import keys, report, resign, scan
 from tests.conftest import TARGET, CliResult, Runner, Workspace
 

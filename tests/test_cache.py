@@ -18,16 +18,16 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from mlaudit.engine import AuditRun, EngineSettings, run_audit
-from mlaudit.findings import JsonValue, RuleResult, Status
+from mlaudit.core.findings import JsonValue, RuleResult, Status
+from mlaudit.core.runcache import CacheKey, RunCache
+from mlaudit.engine.run import AuditRun, EngineSettings, run_audit
 from mlaudit.rules import privacy
 from mlaudit.rules.code import CodeSecurity, UnsafeMLPatterns
 from mlaudit.rules.data import DataModelCompatibility
 from mlaudit.rules.personal_data import PersonalDataInArtifact
 from mlaudit.rules.privacy import EmpiricalPrivacyBound, ReferenceModelMembershipInference
 from mlaudit.rules.robustness import BlackBoxEvasion, TreeEnsembleVerification
-from mlaudit.runcache import CacheKey, RunCache
-from mlaudit.subject import Subject, build_subject
+from mlaudit.subject.build import Subject, build_subject
 from tests.privacy.fixtures import clean_frame, regularised, write_subject
 from tests.robustness.models import separated
 
@@ -148,7 +148,7 @@ def test_mla203_reuses_mla201s_linf_attack_in_the_worker(forest: Subject) -> Non
 def test_one_attack_is_computed_for_both_rules(
     forest: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlaudit.robustness import sample
+    from mlaudit.rules import robustness_sample as sample
 
     attacks = _counting(monkeypatch, sample, "hop_skip_jump")
     settings = EngineSettings(profile="quick", isolation="none", rule_options=_LINF_ONLY)
@@ -162,7 +162,7 @@ def test_one_attack_is_computed_for_both_rules(
 def test_a_different_query_budget_is_a_different_attack(
     forest: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlaudit.robustness import sample
+    from mlaudit.rules import robustness_sample as sample
 
     attacks = _counting(monkeypatch, sample, "hop_skip_jump")
     options: dict[str, dict[str, JsonValue]] = {**_LINF_ONLY, "MLA203": {"queries": 300}}

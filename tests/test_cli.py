@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlaudit.console import gate_failures
-from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
-from mlaudit.scoring import CauseKind, GateCause, GatePolicy, decide_gate, rule_score
+from mlaudit.core.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.reports.console import gate_failures
+from mlaudit.verdict.scoring import CauseKind, GateCause, GatePolicy, decide_gate, rule_score
 from tests.conftest import TARGET, CliResult, Runner, Workspace
 from tests.fixtures.hostile_pickles import build_hostile_corpus
 from tests.plugin_rules import install_plugin

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlaudit.config import PROFILES, Settings, load_environment, resolve
-from mlaudit.errors import ConfigError
-from mlaudit.scoring import FAIL_ON_CHOICES
+from mlaudit.core.errors import ConfigError
+from mlaudit.verdict.scoring import FAIL_ON_CHOICES
 
 
 def _write(path: Path, text: str) -> Path:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.controls import CATALOGUE, EU_AI_ACT, GDPR, NIST, OWASP, catalogue_order
-from mlaudit.docs import rule_markdown
-from mlaudit.errors import UsageError
-from mlaudit.registry import registered_rules
-from mlaudit.report import controls_document
+from mlaudit.core.errors import UsageError
+from mlaudit.engine.registry import registered_rules
+from mlaudit.reports.build import controls_document
 from mlaudit.reports.html import HtmlRenderer
+from mlaudit.reports.rule_pages import rule_markdown
 from mlaudit.rules.base import Rule
+from mlaudit.rules.controls import CATALOGUE, EU_AI_ACT, GDPR, NIST, OWASP, catalogue_order
 from tests.conftest import TARGET, Runner, Workspace
 from tests.test_report import validate
 

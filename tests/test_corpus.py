@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.findings import Severity
-from mlaudit.gate import LoadStatus, decide
+from mlaudit.core.findings import Severity
+from mlaudit.loaders.load_gate import LoadStatus, decide
 from mlaudit.scanners.pickle_policy import Verdict
-from mlaudit.subject import ModelArtifact, open_model
+from mlaudit.subject.build import ModelArtifact, open_model
 from tests.conftest import TARGET, Runner, Workspace
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, build_benign_archives
 from tests.fixtures.benign_formats import BENIGN_FORMAT_NAMES, build_benign_formats

@@ -1,4 +1,4 @@
-"""Tests for mlaudit.data.read_dataset: CSV, Parquet and NPZ read by content, never unpickled."""
+"""mlaudit.subject.data.read_dataset: CSV, Parquet and NPZ read by content, never unpickled."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.data import Dataset, dataset_from_frame, read_dataset
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
+from mlaudit.subject.data import Dataset, dataset_from_frame, read_dataset
 
 
 class _Canary:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.docs import SECTIONS, main, render_pages, rule_markdown
-from mlaudit.registry import registered_rules
+from mlaudit.engine.registry import registered_rules
+from mlaudit.reports.rule_pages import SECTIONS, main, render_pages, rule_markdown
 from mlaudit.rules.base import RuleOption
 from tests.plugin_rules import OptionEchoRule, install_plugin
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
-from mlaudit.gate import LoadStatus, decide
-from mlaudit.subject import open_model
+from mlaudit.core.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.loaders.load_gate import LoadStatus, decide
+from mlaudit.subject.build import open_model
 
 
 class Unlisted:

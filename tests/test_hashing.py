@@ -1,4 +1,4 @@
-"""Tests for mlaudit.hashing.sha256_file."""
+"""Tests for mlaudit.core.hashing.sha256_file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.hashing import sha256_file
+from mlaudit.core.hashing import sha256_file
 
 _MIB = 1 << 20
 

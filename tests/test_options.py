@@ -10,22 +10,14 @@ import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlaudit.docs import rule_markdown
-from mlaudit.engine import BUDGET_OPTION, EngineSettings, configure, load_rules, run_audit
-from mlaudit.errors import ConfigError
-from mlaudit.findings import Finding, JsonValue, Severity, Status
-from mlaudit.rules.base import (
-    Family,
-    OptionKind,
-    Requirement,
-    Rule,
-    RuleContext,
-    RuleMeta,
-    RuleOption,
-)
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import Family, Finding, JsonValue, Severity, Status
+from mlaudit.engine.run import BUDGET_OPTION, EngineSettings, configure, load_rules, run_audit
+from mlaudit.reports.rule_pages import rule_markdown
+from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
 from mlaudit.rules.privacy import ReferenceFreeMembershipInference
 from mlaudit.rules.robustness import BlackBoxEvasion
-from mlaudit.subject import Subject, build_subject
+from mlaudit.subject.build import Subject, build_subject
 from tests.conftest import Runner, Workspace
 
 ALL_RULES = load_rules()

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from mlaudit.errors import UsageError
-from mlaudit.findings import Finding, Severity
-from mlaudit.registry import registered_rules
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.core.errors import UsageError
+from mlaudit.core.findings import Family, Finding, Severity
+from mlaudit.engine.registry import registered_rules
+from mlaudit.rules.base import Requirement, Rule, RuleContext, RuleMeta, RuleOption
 from mlaudit.testing import RuleDidNotRun, assert_rule_contract, check_rule, run_rule
 from tests.plugin_rules import CrashingRule, OptionEchoRule, write_distribution
 from tests.test_report import validate

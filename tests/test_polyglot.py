@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.errors import InputError
-from mlaudit.findings import Severity
-from mlaudit.gate import LoadStatus, decide
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import Severity
+from mlaudit.loaders.load_gate import LoadStatus, decide
 from mlaudit.scanners.pickle_policy import Verdict
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import open_model
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import open_model
 from tests.fixtures.polyglots import HOSTILE_POLYGLOTS, Polyglot, benign_files
 
 _COVER_IN_CHILD = """

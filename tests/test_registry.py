@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlaudit.errors import UsageError
-from mlaudit.registry import extra_hint, registered_rules, select_rules
+from mlaudit.core.errors import UsageError
+from mlaudit.engine.registry import extra_hint, registered_rules, select_rules
 from mlaudit.rules.dependencies import KnownVulnerabilities
 from tests.conftest import Runner, Workspace
 from tests.plugin_rules import (
@@ -177,7 +177,7 @@ def test_an_entry_point_naming_another_rule_is_refused_with_its_origin(
 def test_deselected_rule_modules_are_never_imported(workspace: Workspace, tmp_path: Path) -> None:
     probe = (
         "import sys\n"
-        "from mlaudit.cli import main\n"
+        "from mlaudit.cli.main import main\n"
         "try:\n"
         f"    main(['scan', {str(workspace.rf_joblib)!r}, '--select', 'MLA1', '-q',"
         f" '-o', {str(tmp_path / 'out')!r}])\n"

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from mlaudit.compliance.regression import Baseline, MetricKind, compare
 from mlaudit.config import Tolerances
-from mlaudit.findings import (
+from mlaudit.core.findings import (
     Confidence,
     Finding,
     Location,
@@ -21,8 +22,7 @@ from mlaudit.findings import (
     Status,
     scope_to_model,
 )
-from mlaudit.regression import Baseline, MetricKind, compare
-from mlaudit.scoring import GatePolicy, rule_score
+from mlaudit.verdict.scoring import GatePolicy, rule_score
 from tests.compliance_helpers import report, scan
 from tests.conftest import Runner, Workspace
 from tests.test_report import validate

@@ -11,7 +11,7 @@ import jsonschema
 import pandas as pd
 import pytest
 
-from mlaudit.report import _finite
+from mlaudit.reports.build import _finite
 from tests.conftest import TARGET, Runner, Workspace
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "reports" / "report.schema.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jsonschema
 
-from mlaudit.report import read_report
 from mlaudit.reports import renderer_for
+from mlaudit.reports.build import read_report
 
 SAMPLE = Path(__file__).resolve().parent.parent / "reports" / "sample"
 SCHEMA = Path(__file__).resolve().parent.parent / "reports" / "report.schema.json"

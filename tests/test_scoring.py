@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from mlaudit.console import gate_failures
-from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
-from mlaudit.scoring import (
+from mlaudit.core.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.reports.console import gate_failures
+from mlaudit.verdict.scoring import (
     CauseKind,
     GateCause,
     GateDecision,

@@ -1,4 +1,4 @@
-"""Tests for mlaudit.sniff: model formats are detected from content, never from the name."""
+"""mlaudit.scanners.sniff: model formats are detected from content, never from the name."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
-from mlaudit.errors import InputError
-from mlaudit.sniff import ModelFormat, is_entry_point, sniff_model_format
+from mlaudit.core.errors import InputError
+from mlaudit.scanners.sniff import ModelFormat, is_entry_point, sniff_model_format
 
 _X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
 _Y = np.array([0, 1, 1, 0])

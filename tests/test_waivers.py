@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlaudit.config import resolve
-from mlaudit.errors import ConfigError
-from mlaudit.findings import (
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import (
     Confidence,
     Finding,
     Location,
@@ -25,8 +25,8 @@ from mlaudit.findings import (
     scope_to_model,
 )
 from mlaudit.reports.html import HtmlRenderer
-from mlaudit.scoring import rule_score
-from mlaudit.waivers import PLACEHOLDER, Waiver, WaiverStatus, apply_waivers, parse_waivers
+from mlaudit.verdict.scoring import rule_score
+from mlaudit.verdict.waivers import PLACEHOLDER, Waiver, WaiverStatus, apply_waivers, parse_waivers
 from tests.compliance_helpers import keys, report, scan
 from tests.conftest import Runner, Workspace
 from tests.test_report import validate

@@ -13,7 +13,7 @@ the compact :class:`CodeIssue` records (and the file list) outlive a batch. Prog
 reported after each batch.
 
 Each call runs bandit: MLA501 and MLA502 share one run per audit through the run's cache
-(:mod:`mlaudit.runcache`), and nothing is kept once the audit ends.
+(:mod:`mlaudit.core.runcache`), and nothing is kept once the audit ends.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlaudit.code.plugin import ML_TESTS
-from mlaudit.errors import ConfigError
+from mlaudit.core.errors import ConfigError
 
 with warnings.catch_warnings():
     # bandit passes stevedore an argument stevedore has deprecated: nothing a user can act on,

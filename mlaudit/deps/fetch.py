@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlaudit.core.errors import UsageError
 from mlaudit.deps.osv import DatabaseInfo, VulnDatabaseError, cache_dir, open_database
-from mlaudit.errors import UsageError
 
 OSV_PYPI_URL = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 FILENAME = "PyPI-all.zip"

@@ -35,9 +35,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.hashing import sha256_file, sha256_tree
 from mlaudit.deps.versions import Events
-from mlaudit.errors import ConfigError
-from mlaudit.hashing import sha256_file, sha256_tree
 
 INDEX_SCHEMA = 1
 MAX_RECORD_BYTES = 16 << 20

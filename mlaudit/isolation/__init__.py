@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlaudit.findings import JsonValue
+from mlaudit.core.findings import JsonValue
 from mlaudit.isolation.sandbox import LAYER_NAMES, Confinement
 
 ISOLATION_MODES = ("auto", "strict", "none")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlaudit.findings import (
+from mlaudit.core.findings import (
     Confidence,
     Finding,
     JsonValue,
@@ -22,7 +22,7 @@ from mlaudit.findings import (
     Status,
     finding_document,
 )
-from mlaudit.model import LoadedModel, json_safe_classes
+from mlaudit.subject.model_info import LoadedModel, json_safe_classes
 
 # One message may hold a rule's metrics (per-sample arrays included), not a flood.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024

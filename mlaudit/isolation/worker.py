@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlaudit.errors import ConfigError, InputError, ModelNotRunnable, UsageError
-from mlaudit.findings import RuleResult, Status
+from mlaudit.core.errors import ConfigError, InputError, ModelNotRunnable, UsageError
+from mlaudit.core.findings import RuleResult, Status
 from mlaudit.isolation.sandbox import Confinement, Limits, confine, system_read_paths
 from mlaudit.isolation.transport import (
     MAX_MESSAGE_BYTES,
@@ -38,8 +38,8 @@ from mlaudit.isolation.transport import (
     result_from_json,
     result_to_json,
 )
-from mlaudit.model import LoadedModel
 from mlaudit.rules.base import Rule
+from mlaudit.subject.model_info import LoadedModel
 
 Progress = Callable[[str], None]
 # Seconds the parent waits past a rule's budget (the rule's own budget checks come first) and

@@ -1,8 +1,8 @@
 """One loader per model format, imported only when that format is loaded.
 
-Loaders run only behind the load gate (:mod:`mlaudit.gate`). Each still defends itself: the
-pickle loader refuses globals outside the allowlist even when the scanner passed the file, so a
-scanner bug alone cannot execute a payload.
+Loaders run only behind the load gate (:mod:`mlaudit.loaders.load_gate`). Each still defends
+itself: the pickle loader refuses globals outside the allowlist even when the scanner passed the
+file, so a scanner bug alone cannot execute a payload.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Protocol
 
-from mlaudit.model import LoadedModel
-from mlaudit.runcache import RunCache
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import ModelArtifact
+from mlaudit.core.runcache import RunCache
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import ModelArtifact
+from mlaudit.subject.model_info import LoadedModel
 
 
 class Loader(Protocol):

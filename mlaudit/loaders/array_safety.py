@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
 
 MAX_DEPTH: Final = 128
 MAX_OBJECTS: Final = 2_000_000

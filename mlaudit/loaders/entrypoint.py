@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
+from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.sklearn import wrap_estimator
-from mlaudit.model import LoadedModel, Task
-from mlaudit.runcache import RunCache
-from mlaudit.subject import ModelArtifact
+from mlaudit.subject.build import ModelArtifact
+from mlaudit.subject.model_info import LoadedModel, Task
 
 
 def load(

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import InputError
-from mlaudit.model import LoadedModel, Predictor, Task
-from mlaudit.runcache import RunCache
+from mlaudit.core.errors import InputError
+from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.onnx_format import parse_onnx
-from mlaudit.subject import ModelArtifact
+from mlaudit.subject.build import ModelArtifact
+from mlaudit.subject.model_info import LoadedModel, Predictor, Task
 
 _ONNX_DTYPES = {
     "tensor(float)": np.float32,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
+from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
-from mlaudit.model import LoadedModel
-from mlaudit.runcache import RunCache
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.subject import ModelArtifact
+from mlaudit.subject.build import ModelArtifact
+from mlaudit.subject.model_info import LoadedModel
 
 
 class RefusedImport(pickle.UnpicklingError):

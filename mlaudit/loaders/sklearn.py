@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import InputError
-from mlaudit.model import LoadedModel, Predictor, Task
+from mlaudit.core.errors import InputError
+from mlaudit.subject.model_info import LoadedModel, Predictor, Task
 
 
 def wrap_estimator(

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import InputError, ModelNotRunnable
-from mlaudit.model import LoadedModel, Task
-from mlaudit.runcache import RunCache
-from mlaudit.subject import ModelArtifact
+from mlaudit.core.errors import InputError, ModelNotRunnable
+from mlaudit.core.runcache import RunCache
+from mlaudit.subject.build import ModelArtifact
+from mlaudit.subject.model_info import LoadedModel, Task
 
 
 def load(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
 
 DATE_TIME: Final = "DATE_TIME"
 DATE_OF_BIRTH: Final = "DATE_OF_BIRTH"

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
+from mlaudit.core.runcache import RunCache
 from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, ArtifactStrings, StringCollector
-from mlaudit.runcache import RunCache
 from mlaudit.scanners.onnx_format import MAX_GRAPH_DEPTH, parse_onnx
 
 _STRING_TENSOR: Final = 8  # TensorProto.DataType.STRING

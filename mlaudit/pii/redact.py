@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from mlaudit.findings import JsonValue, RuleResult
+from mlaudit.core.findings import JsonValue, RuleResult
 from mlaudit.pii.entities import DATE_OF_BIRTH, PERSON
 
 SALT_ENV: Final = "MLAUDIT_PII_SALT"

@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from mlaudit.findings import Confidence, JsonValue
+from mlaudit.core.findings import Confidence, JsonValue
+from mlaudit.core.stats import Interval, clopper_pearson
 from mlaudit.pii.analysis import AnalysisSettings, Hit, TextGroup, analyse_groups
 from mlaudit.pii.entities import entity as entity_info
 from mlaudit.pii.hints import ColumnHint
 from mlaudit.pii.redact import Redactor
-from mlaudit.stats import Interval, clopper_pearson
 
 EXAMPLES: Final = 3
 _HIGH_SCORE: Final = 0.85

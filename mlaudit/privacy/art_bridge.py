@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.model import LoadedModel
 from mlaudit.privacy.outputs import query_outputs
+from mlaudit.subject.model_info import LoadedModel
 
 ART_EXTRA = "art"
 ART_MISSING = "needs the 'art' extra: pip install 'mlaudit[art]'"

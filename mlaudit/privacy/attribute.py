@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.findings import JsonValue
-from mlaudit.model import LoadedModel
+from mlaudit.core.findings import JsonValue
+from mlaudit.core.stats import Interval, bootstrap_interval
 from mlaudit.privacy.art_bridge import art_classifier, art_module, codec_for, seed_attack_model
 from mlaudit.privacy.attacks import ART_ATTACK_MODEL, FOLDS, stratified_folds
 from mlaudit.privacy.outputs import query_outputs
-from mlaudit.stats import Interval, bootstrap_interval
+from mlaudit.subject.model_info import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlaudit.findings import JsonValue
+from mlaudit.core.findings import JsonValue
+from mlaudit.core.stats import DEFAULT_CONFIDENCE, Interval, clopper_pearson, clopper_pearson_bounds
 from mlaudit.privacy.attacks import AttackScores, stratified_folds
-from mlaudit.stats import DEFAULT_CONFIDENCE, Interval, clopper_pearson, clopper_pearson_bounds
 
 
 def epsilon_from_rates(tpr: np.ndarray, fpr: np.ndarray, delta: float) -> np.ndarray:

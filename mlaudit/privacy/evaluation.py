@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlaudit.data import Dataset
-from mlaudit.findings import JsonValue
-from mlaudit.model import LoadedModel
-from mlaudit.stats import derived_rng
-from mlaudit.subject import Subject
+from mlaudit.core.findings import JsonValue
+from mlaudit.core.stats import derived_rng
+from mlaudit.subject.build import Subject
+from mlaudit.subject.data import Dataset
+from mlaudit.subject.model_info import LoadedModel
 
 MIN_ROWS = 20
 

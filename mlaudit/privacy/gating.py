@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mlaudit.findings import JsonValue, Severity
+from mlaudit.core.findings import JsonValue, Severity
 from mlaudit.privacy.roc import MIN_EXPECTED_FALSE_POSITIVES, AttackEvaluation, rows_needed
 
 # Beyond this the "low FPR" criterion would judge a mid-ROC point; below 100 non-members only

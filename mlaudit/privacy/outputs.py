@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlaudit.model import LoadedModel
 from mlaudit.privacy.evaluation import InvalidEvaluation
+from mlaudit.subject.model_info import LoadedModel
 
 
 @dataclass(frozen=True, eq=False)

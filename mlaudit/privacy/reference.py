@@ -34,9 +34,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy.stats import norm
 
-from mlaudit.model import LoadedModel
 from mlaudit.privacy.attacks import AttackScores
 from mlaudit.privacy.evaluation import MembershipData
+from mlaudit.subject.model_info import LoadedModel
 
 PROFILE_REFERENCES = {"quick": 4, "standard": 8, "thorough": 32}
 PER_EXAMPLE_VARIANCE_MIN = 16

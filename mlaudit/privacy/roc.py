@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlaudit.findings import JsonValue
-from mlaudit.stats import DEFAULT_CONFIDENCE, Interval, clopper_pearson, percentile_interval
+from mlaudit.core.findings import JsonValue
+from mlaudit.core.stats import DEFAULT_CONFIDENCE, Interval, clopper_pearson, percentile_interval
 
 MIN_EXPECTED_FALSE_POSITIVES = 10
 CURVE_POINTS = 25

@@ -10,6 +10,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from mlaudit.config import FORMATS
+
 
 class Renderer(Protocol):
     filename: str
@@ -25,7 +27,9 @@ _RENDERERS = {
     "md": "mlaudit.reports.markdown:MarkdownRenderer",
     "cyclonedx": "mlaudit.reports.cyclonedx:CycloneDxRenderer",
 }
-FORMATS = tuple(_RENDERERS)
+if set(_RENDERERS) != set(FORMATS):  # a new format needs both
+    raise ImportError("mlaudit.config.FORMATS and the renderers disagree")
+__all__ = ["FORMATS", "Renderer", "renderer_for"]
 
 
 def renderer_for(output_format: str) -> Renderer:

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
-from mlaudit.errors import UsageError
+from mlaudit.core.errors import UsageError
 
 _RATINGS = {
     "critical": "critical",

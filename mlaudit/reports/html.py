@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mlaudit.reports.charts import collect_charts, render_chart, severity_chart
-from mlaudit.scoring import CauseKind, gate_causes
+from mlaudit.verdict.scoring import CauseKind, gate_causes
 
 FAMILY_TITLES = {
     "artifact": "Artifact safety",

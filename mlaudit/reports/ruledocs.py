@@ -10,9 +10,9 @@ import inspect
 from dataclasses import dataclass
 from functools import cache
 
-from mlaudit.docs import SECTION_PATTERN, rule_markdown
-from mlaudit.errors import UsageError
-from mlaudit.registry import registered_rules
+from mlaudit.core.errors import UsageError
+from mlaudit.engine.registry import registered_rules
+from mlaudit.reports.rule_pages import SECTION_PATTERN, rule_markdown
 
 
 @dataclass(frozen=True)

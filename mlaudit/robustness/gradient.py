@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mlaudit.model import LoadedModel
 from mlaudit.robustness.space import FeatureSpace
+from mlaudit.subject.model_info import LoadedModel
 
 # ART's attacks compute in float32: their results are exact to its precision, not float64's.
 ATTACK_DTYPE = np.dtype(np.float32)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlaudit.model import LoadedModel, Task
 from mlaudit.robustness.space import FeatureSpace
+from mlaudit.subject.model_info import LoadedModel, Task
 
 
 class ModelOutputError(Exception):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import ConfigError
+from mlaudit.core.errors import ConfigError
 
 # The interquartile range of a normal distribution in standard deviations: dividing by it
 # makes the robust spread read as a standard deviation.

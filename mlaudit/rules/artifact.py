@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mlaudit.controls import SUPPLY_CHAIN
-from mlaudit.findings import Confidence, Finding, Location, Severity
-from mlaudit.inventory import ImportedName
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
+from mlaudit.core.findings import Confidence, Family, Finding, Location, Severity
+from mlaudit.rules.base import Requirement, Rule, RuleContext, RuleMeta
+from mlaudit.rules.controls import SUPPLY_CHAIN
+from mlaudit.scanners.inventory import ImportedName
 from mlaudit.scanners.pickle_policy import Verdict
-from mlaudit.sniff import ModelFormat
+from mlaudit.scanners.sniff import ModelFormat
 
 
 def issue_findings(ctx: RuleContext) -> Iterator[Finding]:

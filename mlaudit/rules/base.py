@@ -16,25 +16,24 @@ from typing import ClassVar, TypeGuard, TypeVar
 
 import numpy as np
 
-from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity, fingerprint
-from mlaudit.model import LoadedModel
-from mlaudit.runcache import CacheKey, RunCache
-from mlaudit.sniff import ModelFormat
-from mlaudit.stats import derived_rng
-from mlaudit.subject import Subject
+from mlaudit.core.findings import (
+    Confidence,
+    Family,
+    Finding,
+    JsonValue,
+    Location,
+    Severity,
+    fingerprint,
+)
+from mlaudit.core.runcache import CacheKey, RunCache
+from mlaudit.core.stats import derived_rng
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import Subject
+from mlaudit.subject.model_info import LoadedModel
 
 T = TypeVar("T")
 
 
-class Family(enum.Enum):
-    ARTIFACT = "artifact"
-    ROBUSTNESS = "robustness"
-    PRIVACY = "privacy"
-    PERSONAL_DATA = "personal-data"
-    CODE = "code"
-    DEPENDENCIES = "dependencies"
-    DATA_QUALITY = "data-quality"
-    SERVING = "serving"
 
 
 class Requirement(enum.Enum):
@@ -245,7 +244,7 @@ class RuleMeta:
     extra: str | None = None
     extra_modules: tuple[str, ...] = ()
     options: tuple[RuleOption, ...] = ()
-    # Control ids (mlaudit.controls) this rule's result is evidence for; a third-party rule
+    # Control ids (mlaudit.rules.controls) this rule's result is evidence for; a third-party rule
     # may name ids the catalogue does not know, which the report lists without a title.
     controls: tuple[str, ...] = ()
 

@@ -9,18 +9,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlaudit.controls import CODE_SECURITY, SUPPLY_CHAIN
-from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity
-from mlaudit.rules.base import (
-    Family,
-    OptionKind,
-    Requirement,
-    Rule,
-    RuleContext,
-    RuleMeta,
-    RuleOption,
-)
-from mlaudit.runcache import CacheKey
+from mlaudit.core.findings import Confidence, Family, Finding, JsonValue, Location, Severity
+from mlaudit.core.runcache import CacheKey
+from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.rules.controls import CODE_SECURITY, SUPPLY_CHAIN
 
 if TYPE_CHECKING:  # bandit is the ``code`` extra: imported only when a rule runs
     from mlaudit.code.bandit_run import BanditRun, CodeIssue

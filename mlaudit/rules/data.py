@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mlaudit import compat
-from mlaudit.controls import RELIABILITY
-from mlaudit.findings import Finding, Location, Severity
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
+from mlaudit.core.findings import Family, Finding, Location, Severity
+from mlaudit.rules.base import Requirement, Rule, RuleContext, RuleMeta
+from mlaudit.rules.controls import RELIABILITY
+from mlaudit.subject import compat
 
 
 class DataModelCompatibility(Rule):

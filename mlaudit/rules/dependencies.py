@@ -7,10 +7,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlaudit.controls import SUPPLY_CHAIN
-from mlaudit.findings import Finding, JsonValue, Location, Severity
+from mlaudit.core.findings import Family, Finding, JsonValue, Location, Severity
 from mlaudit.rules.base import (
-    Family,
     OptionKind,
     Requirement,
     Rule,
@@ -19,6 +17,7 @@ from mlaudit.rules.base import (
     RuleOption,
     RuleSkipped,
 )
+from mlaudit.rules.controls import SUPPLY_CHAIN
 
 _MAX_LISTED = 100
 

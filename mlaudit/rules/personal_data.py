@@ -1,6 +1,6 @@
 """MLA4xx: personal data in the data, memorised in the model file, and in the model's outputs.
 
-All three rules use one engine (:mod:`mlaudit.pii.engine`: presidio on a pipeline that needs
+All three rules use one engine (:mod:`mlaudit.pii.analyzer`: presidio on a pipeline that needs
 no download) and one redaction (:mod:`mlaudit.pii.redact`): no personal value reaches a
 report, the terminal or a log, only masked forms and, with ``MLAUDIT_PII_SALT`` set, keyed
 hashes. presidio's own errors can quote the text they failed on, so they are re-raised
@@ -19,11 +19,10 @@ from typing import Final, TypeVar
 
 import numpy as np
 
-from mlaudit.controls import PERSONAL_DATA
-from mlaudit.findings import Finding, JsonValue, Location, Severity
+from mlaudit.core.findings import Family, Finding, JsonValue, Location, Severity
 from mlaudit.pii.analysis import AnalysisSettings, Hit
+from mlaudit.pii.analyzer import EngineUnavailable, get_engine
 from mlaudit.pii.columns import ColumnScan, detection_limit, scan_table
-from mlaudit.pii.engine import EngineUnavailable, get_engine
 from mlaudit.pii.entities import ENTITY_NAMES, entity
 from mlaudit.pii.hints import NO_HINT, hint_for
 from mlaudit.pii.onnx_strings import strings_in_onnx
@@ -33,7 +32,6 @@ from mlaudit.pii.scan import EntityStats, Values, ValueScan, scan_groups
 from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, MAX_STRINGS, ArtifactStrings
 from mlaudit.rules.base import (
     BudgetExceeded,
-    Family,
     OptionKind,
     Requirement,
     Rule,
@@ -42,7 +40,8 @@ from mlaudit.rules.base import (
     RuleOption,
     RuleSkipped,
 )
-from mlaudit.sniff import ModelFormat
+from mlaudit.rules.controls import PERSONAL_DATA
+from mlaudit.scanners.sniff import ModelFormat
 
 _T = TypeVar("_T")
 _EXTRA: Final = "pii"

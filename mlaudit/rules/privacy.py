@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import poisson
 
-from mlaudit.controls import INVERSION, MEMBERSHIP
-from mlaudit.findings import Confidence, Finding, JsonValue, Location, Severity
-from mlaudit.model import Task
+from mlaudit.core.findings import Confidence, Family, Finding, JsonValue, Location, Severity
+from mlaudit.core.runcache import CacheKey
 from mlaudit.privacy.art_bridge import (
     ART_EXTRA,
     ART_MISSING,
@@ -42,7 +41,6 @@ from mlaudit.privacy.reference import (
 )
 from mlaudit.privacy.roc import AttackEvaluation, evaluate_attack
 from mlaudit.rules.base import (
-    Family,
     OptionKind,
     Requirement,
     Rule,
@@ -51,7 +49,8 @@ from mlaudit.rules.base import (
     RuleOption,
     RuleSkipped,
 )
-from mlaudit.runcache import CacheKey
+from mlaudit.rules.controls import INVERSION, MEMBERSHIP
+from mlaudit.subject.model_info import Task
 
 _MEMBERSHIP_REQUIRES = frozenset({Requirement.MODEL, Requirement.LABELS, Requirement.TRAIN_HOLDOUT})
 

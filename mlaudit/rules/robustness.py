@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlaudit.controls import EVASION, RELIABILITY
-from mlaudit.findings import Finding, JsonValue, Location, Severity
-from mlaudit.model import Task
-from mlaudit.robustness.sample import (
+from mlaudit.core.findings import Family, Finding, JsonValue, Location, Severity
+from mlaudit.robustness.space import project, within
+from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.rules.controls import EVASION, RELIABILITY
+from mlaudit.rules.robustness_sample import (
     DEFAULT_EPSILON,
     DEFAULT_RMSE_SHARE,
     PROFILE_QUERIES,
@@ -25,20 +26,11 @@ from mlaudit.robustness.sample import (
     robust_curve,
     threat_model,
 )
-from mlaudit.robustness.space import project, within
-from mlaudit.rules.base import (
-    Family,
-    OptionKind,
-    Requirement,
-    Rule,
-    RuleContext,
-    RuleMeta,
-    RuleOption,
-)
+from mlaudit.subject.model_info import Task
 
 if TYPE_CHECKING:
     from mlaudit.robustness.trees import LeafTable, Verifier
-from mlaudit.stats import Interval, clopper_pearson
+from mlaudit.core.stats import Interval, clopper_pearson
 
 NORMS = ("linf", "l2")
 NORM_NAMES = {"linf": "L∞", "l2": "L2 (root mean square)"}

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final
 
-from mlaudit.findings import Severity
-from mlaudit.scanners.archive import (
+from mlaudit.core.findings import Severity
+from mlaudit.scanners.containers import (
     READ_ERRORS,
     SizeCapExceeded,
     decompression_cap,
@@ -36,7 +36,7 @@ from mlaudit.scanners.archive import (
     issue,
     mapped_file,
 )
-from mlaudit.scanners.report import (
+from mlaudit.scanners.format_report import (
     MAX_COMPRESSION_RATIO,
     ArtifactIssue,
     EmbeddedPickle,

@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.paths import escape_reason
-from mlaudit.scanners.report import (
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.scanners.format_report import (
     MAX_ARCHIVE_MEMBERS,
     MAX_JSON_HEADER_BYTES,
     ArtifactIssue,
     FormatReport,
 )
+from mlaudit.scanners.paths import escape_reason
 from mlaudit.scanners.savedmodel import FORMAT as SAVEDMODEL_FORMAT
 from mlaudit.scanners.savedmodel import PROTO_FILE, scan_savedmodel
 

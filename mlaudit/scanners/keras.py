@@ -61,16 +61,16 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any, Final
 
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.paths import escape_reason
-from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.scanners.report import (
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.scanners.format_report import (
     MAX_ARCHIVE_MEMBERS,
     MAX_JSON_HEADER_BYTES,
     ArtifactIssue,
     FormatReport,
     IssueCollector,
 )
+from mlaudit.scanners.paths import escape_reason
+from mlaudit.scanners.pickle_policy import Verdict, classify
 
 PATH_RULE: Final = "MLA103"
 CODE_RULE: Final = "MLA104"

@@ -5,7 +5,7 @@ An ``.npy`` file is a magic string, a version, a header (a Python dict literal, 
 or a structured dtype with an object field) the data is a pickle that
 ``numpy.load(allow_pickle=True)`` unpickles: it is scanned from the end of the header. An
 ``.npz`` file is a zip of ``.npy`` members: the zip checks of
-:func:`mlaudit.scanners.archive.inspect_zip` apply, then each member (each duplicate too) is
+:func:`mlaudit.scanners.containers.inspect_zip` apply, then each member (each duplicate too) is
 read as an ``.npy``. numpy itself is used only to interpret the ``descr`` value, which is
 metadata and runs nothing.
 """
@@ -24,8 +24,8 @@ from typing import Final
 
 import numpy as np
 
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.archive import (
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.scanners.containers import (
     READ_ERRORS,
     MappedWindow,
     MemberUnreadable,
@@ -37,7 +37,7 @@ from mlaudit.scanners.archive import (
     member_view,
     open_zip,
 )
-from mlaudit.scanners.report import ArtifactIssue, FormatReport
+from mlaudit.scanners.format_report import ArtifactIssue, FormatReport
 
 __all__ = ["NPY_MAGIC", "scan_npy", "scan_npz"]
 

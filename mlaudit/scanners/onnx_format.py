@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.runcache import CacheKey, RunCache
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.core.runcache import CacheKey, RunCache
+from mlaudit.scanners.format_report import ArtifactIssue, FormatReport, IssueCollector
 from mlaudit.scanners.paths import escape_reason
-from mlaudit.scanners.report import ArtifactIssue, FormatReport, IssueCollector
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto

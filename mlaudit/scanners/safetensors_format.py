@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.report import (
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.scanners.format_report import (
     MAX_ISSUES_PER_RULE,
     MAX_JSON_HEADER_BYTES,
     ArtifactIssue,

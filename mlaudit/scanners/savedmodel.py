@@ -57,9 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
+from mlaudit.scanners.format_report import ArtifactIssue, FormatReport, IssueCollector
 from mlaudit.scanners.paths import escape_reason
-from mlaudit.scanners.report import ArtifactIssue, FormatReport, IssueCollector
 
 CODE_RULE: Final = "MLA104"
 PATH_RULE: Final = "MLA103"

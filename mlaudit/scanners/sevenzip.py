@@ -4,7 +4,7 @@ No model loader opens a 7z file itself: what it holds reaches a loader once extr
 every file it extracts to is what the scan must see. py7zr decompresses the members in
 archive order into mlaudit's own writers (nothing is written where the archive names), each
 member goes to a private temporary file under the archive's decompression cap, and is scanned
-by its content (a :data:`~mlaudit.scanners.archive.MemberScanner`) before the next one is
+by its content (a :data:`~mlaudit.scanners.containers.MemberScanner`) before the next one is
 written, so disk use stays at one member.
 
 Without py7zr a 7z file is refused (MLA103, high) rather than called unknown: an archive that
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
-from mlaudit.findings import Severity
-from mlaudit.scanners.archive import (
+from mlaudit.core.findings import Severity
+from mlaudit.scanners.containers import (
     READ_ERRORS,
     MemberScanner,
     SizeCapExceeded,
@@ -33,7 +33,7 @@ from mlaudit.scanners.archive import (
     scan_extracted,
     too_many_members,
 )
-from mlaudit.scanners.report import (
+from mlaudit.scanners.format_report import (
     MAX_ARCHIVE_MEMBERS,
     MAX_DECOMPRESSED_BYTES,
     ArtifactIssue,

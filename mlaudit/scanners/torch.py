@@ -38,9 +38,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from mlaudit.errors import InputError
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.scanners.archive import (
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.scanners.containers import (
     READ_ERRORS,
     MappedWindow,
     MemberScanner,
@@ -57,9 +57,9 @@ from mlaudit.scanners.archive import (
     tar_members_by_content,
     zip_members_by_content,
 )
+from mlaudit.scanners.format_report import ArtifactIssue, EmbeddedPickle, FormatReport
 from mlaudit.scanners.pickle import PickleScan
-from mlaudit.scanners.report import ArtifactIssue, EmbeddedPickle, FormatReport
-from mlaudit.sniff import sniff_model_format
+from mlaudit.scanners.sniff import sniff_model_format
 
 __all__ = ["scan_torch_legacy", "scan_torch_zip"]
 
@@ -72,7 +72,8 @@ _ZIP_MAGIC: Final = b"PK\x03\x04"
 _MAX_CODE_BYTES: Final = 16 * 1024**2
 _MAX_CONSTANT_PICKLE: Final = 64
 _OPCODES: Final = {opcode.code: opcode for opcode in pickletools.opcodes}
-# How much of a raw storage is sniffed: all that deciding "pickle" reads (see mlaudit.sniff).
+# How much of a raw storage is sniffed: all that deciding "pickle" reads
+# (see mlaudit.scanners.sniff).
 _STORAGE_HEAD: Final = 4096
 
 # TorchScript operations that reach the file system by path. TorchScript code is otherwise

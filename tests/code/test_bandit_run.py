@@ -12,7 +12,7 @@ import pytest
 
 from mlaudit.code import bandit_run
 from mlaudit.code.bandit_run import BanditOptions, discover_options, run_bandit
-from mlaudit.errors import ConfigError
+from mlaudit.core.errors import ConfigError
 
 TREE = {
     "app/serve.py": (

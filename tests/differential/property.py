@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from mlaudit.errors import InputError
-from mlaudit.gate import LoadStatus, decide
+from mlaudit.core.errors import InputError
+from mlaudit.loaders.load_gate import LoadStatus, decide
 from mlaudit.scanners.pickle import scan_bytes
 from mlaudit.scanners.pickle_policy import Verdict, canonical_name, classify
-from mlaudit.subject import open_model
+from mlaudit.subject.build import open_model
 from tests.differential.oracle import Oracle, Resolution
 
 # torch.serialization's load_module_mapping: torch's unpickler renames these before resolving.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlaudit.config import resolve
-from mlaudit.errors import ConfigError
+from mlaudit.core.errors import ConfigError
 
 
 def test_the_mode_comes_from_option_environment_or_file(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlaudit.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.core.findings import Confidence, Finding, Location, RuleResult, Severity, Status
 from mlaudit.isolation.transport import (
     ModelInfo,
     ProtocolError,

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from mlaudit.engine import EngineSettings, run_audit
-from mlaudit.findings import Finding, RuleResult, Severity, Status
+from mlaudit.core.findings import Family, Finding, RuleResult, Severity, Status
+from mlaudit.engine.run import EngineSettings, run_audit
 from mlaudit.isolation.worker import WorkerJob, WorkerOutcome, run_job
-from mlaudit.model import LoadedModel, Task
-from mlaudit.rules.base import Family, Requirement, Rule, RuleContext, RuleMeta
-from mlaudit.subject import build_subject
+from mlaudit.rules.base import Requirement, Rule, RuleContext, RuleMeta
+from mlaudit.subject.build import build_subject
+from mlaudit.subject.model_info import LoadedModel, Task
 from tests.conftest import TARGET, Workspace
 from tests.plugin_rules import CrashingRule, OptionEchoRule, SlowRule
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
 from mlaudit.loaders import loader_for
-from mlaudit.model import Task
-from mlaudit.subject import open_model
+from mlaudit.subject.build import open_model
+from mlaudit.subject.model_info import Task
 from tests.conftest import TARGET, Runner, Workspace
 
 
@@ -188,9 +188,9 @@ def test_a_forged_object_dtype_is_refused_before_anything_reads_it() -> None:
 
 _LOAD_IN_CHILD = """
 import sys
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
 from mlaudit.loaders import loader_for
-from mlaudit.subject import open_model
+from mlaudit.subject.build import open_model
 artifact = open_model(sys.argv[1], frozenset())
 try:
     load = loader_for(artifact.format)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlaudit.pii.engine import PiiEngine, get_engine
+from mlaudit.pii.analyzer import PiiEngine, get_engine
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlaudit.pii.analysis import AnalysisSettings, Hit, TextGroup, analyse_groups
+from mlaudit.pii.analyzer import PiiEngine
 from mlaudit.pii.columns import detection_limit, scan_table
-from mlaudit.pii.engine import PiiEngine
 from mlaudit.pii.entities import ENTITY_NAMES
 from mlaudit.pii.hints import hint_for
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from mlaudit.pii.analysis import AnalysisSettings
+from mlaudit.pii.analyzer import PiiEngine
 from mlaudit.pii.columns import ColumnScan, scan_table
-from mlaudit.pii.engine import PiiEngine
 from mlaudit.pii.entities import ENTITY_NAMES
 
 SETTINGS = AnalysisSettings(frozenset(ENTITY_NAMES), max_chars=2_000)

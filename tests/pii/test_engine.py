@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlaudit.pii.engine import EngineUnavailable, PiiEngine, check_nlp_model
+from mlaudit.pii.analyzer import EngineUnavailable, PiiEngine, check_nlp_model
 from mlaudit.pii.entities import ENTITY_NAMES
 from mlaudit.pii.hints import NO_HINT, hint_for
 from mlaudit.pii.recognizers import NameRecognizer, OfflineEmailRecognizer

@@ -18,11 +18,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlaudit.engine import EngineSettings, run_audit
-from mlaudit.findings import JsonValue, RuleResult
-from mlaudit.model import LoadedModel
+from mlaudit.core.findings import JsonValue, RuleResult
+from mlaudit.engine.run import EngineSettings, run_audit
 from mlaudit.rules.base import Rule, RuleContext
-from mlaudit.subject import Subject, build_subject
+from mlaudit.subject.build import Subject, build_subject
+from mlaudit.subject.model_info import LoadedModel
 
 TARGET = "y"
 ROWS = 1000

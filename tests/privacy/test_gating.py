@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
 from mlaudit.privacy.gating import MembershipThresholds, membership_verdict
 from mlaudit.privacy.roc import AttackEvaluation, evaluate_attack
 

@@ -1,4 +1,4 @@
-"""The interval helpers added to mlaudit.stats for the privacy rules."""
+"""The interval helpers added to mlaudit.core.stats for the privacy rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlaudit.stats import bootstrap_interval, clopper_pearson, clopper_pearson_bounds
+from mlaudit.core.stats import bootstrap_interval, clopper_pearson, clopper_pearson_bounds
 
 
 @st.composite

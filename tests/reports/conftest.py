@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlaudit.cli import main
+from mlaudit.cli.main import main
 from tests.conftest import TARGET, Workspace
 from tests.plugin_rules import CrashingRule, install_plugin
 

@@ -17,7 +17,7 @@ from typing import Any
 from markupsafe import escape
 
 from mlaudit.reports.html import FAMILY_TITLES, HtmlRenderer
-from mlaudit.scoring import CauseKind, GateCause
+from mlaudit.verdict.scoring import CauseKind, GateCause
 from tests.conftest import Workspace
 from tests.reports.conftest import CRASHING, Scanned, failing_scan
 

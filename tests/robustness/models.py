@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from mlaudit.loaders.sklearn import wrap_estimator
-from mlaudit.model import LoadedModel
+from mlaudit.subject.model_info import LoadedModel
 
 
 def separated(rows: int = 200, gap: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -12,9 +12,9 @@ from sklearn.preprocessing import MinMaxScaler, PolynomialFeatures, StandardScal
 from sklearn.svm import SVC
 
 from mlaudit.loaders.sklearn import wrap_estimator
-from mlaudit.model import LoadedModel, Task
 from mlaudit.robustness.gradient import NoGradients, evade, gradient_model
 from mlaudit.robustness.space import FeatureSpace, distance
+from mlaudit.subject.model_info import LoadedModel, Task
 from tests.robustness.models import separated
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlaudit.model import LoadedModel, Task
 from mlaudit.robustness.hopskipjump import AttackSettings, hop_skip_jump
 from mlaudit.robustness.oracle import Oracle
 from mlaudit.robustness.space import FeatureSpace, distance
+from mlaudit.subject.model_info import LoadedModel, Task
 from tests.robustness.models import separated
 
 

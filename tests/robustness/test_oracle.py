@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlaudit.model import LoadedModel, Task
 from mlaudit.robustness.oracle import ModelOutputError, Oracle
 from mlaudit.robustness.space import FeatureSpace
+from mlaudit.subject.model_info import LoadedModel, Task
 
 
 def _model(predictor, task: Task = Task.CLASSIFICATION) -> LoadedModel:  # type: ignore[no-untyped-def]

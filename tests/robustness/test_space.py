@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mlaudit.errors import ConfigError
+from mlaudit.core.errors import ConfigError
 from mlaudit.robustness.space import FeatureSpace, distance, project, within
 
 

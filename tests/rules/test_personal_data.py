@@ -26,11 +26,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 import mlaudit
-from mlaudit.console import Output, make_console
-from mlaudit.engine import AuditRun, EngineSettings, run_audit
-from mlaudit.findings import Finding, RuleResult, Severity, Status
+from mlaudit.core.findings import Finding, RuleResult, Severity, Status
+from mlaudit.engine.run import AuditRun, EngineSettings, run_audit
 from mlaudit.pii.redact import SALT_ENV, redactor_from
 from mlaudit.reports import FORMATS, renderer_for
+from mlaudit.reports.console import Output, make_console
 from mlaudit.rules.artifact import DangerousPickleImports
 from mlaudit.rules.base import Rule
 from mlaudit.rules.personal_data import (
@@ -38,7 +38,7 @@ from mlaudit.rules.personal_data import (
     PersonalDataInData,
     PersonalDataInOutputs,
 )
-from mlaudit.subject import build_subject
+from mlaudit.subject.build import build_subject
 
 PII_RULES: Sequence[type[Rule]] = (
     PersonalDataInData, PersonalDataInArtifact, PersonalDataInOutputs,

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
-from mlaudit.errors import ConfigError
-from mlaudit.findings import JsonValue, RuleResult, Status
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import JsonValue, RuleResult, Status
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.rules import privacy
 from mlaudit.rules.privacy import (
@@ -21,7 +21,7 @@ from mlaudit.rules.privacy import (
     ReferenceFreeMembershipInference,
     ReferenceModelMembershipInference,
 )
-from mlaudit.subject import Subject, build_subject
+from mlaudit.subject.build import Subject, build_subject
 from tests.privacy.fixtures import (
     FEATURES,
     ROWS,

@@ -1,4 +1,4 @@
-"""Tests of the archive checks (mlaudit.scanners.archive) and of the hostile container corpus.
+"""Tests of the archive checks (mlaudit.scanners.containers) and of the hostile container corpus.
 
 * the hostile corpus (tests/fixtures/hostile_archives.py) of torch, numpy, compressed joblib,
   zip and tar samples: every sample is flagged by its scanner, and a liveness test loads or
@@ -31,21 +31,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.findings import Severity
-from mlaudit.inventory import FORMAT_SCANNERS
-from mlaudit.scanners import archive
-from mlaudit.scanners.archive import (
+from mlaudit.core.findings import Severity
+from mlaudit.scanners import containers as archive
+from mlaudit.scanners.compressed import scan_compressed_joblib
+from mlaudit.scanners.containers import (
     MappedWindow,
     SizeCapExceeded,
     inspect_tar,
     inspect_zip,
     materialize,
 )
-from mlaudit.scanners.compressed import scan_compressed_joblib
+from mlaudit.scanners.format_report import MAX_COMPRESSION_RATIO, FormatReport
+from mlaudit.scanners.inventory import FORMAT_SCANNERS
 from mlaudit.scanners.numpy_format import scan_npy, scan_npz
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.scanners.report import MAX_COMPRESSION_RATIO, FormatReport
-from mlaudit.sniff import ModelFormat
+from mlaudit.scanners.sniff import ModelFormat
 from tests.fixtures.benign_archives import ZIP_PASSWORD, build_benign_archives
 from tests.fixtures.hostile_archives import (
     ARCHIVE_SAMPLE_NAMES,

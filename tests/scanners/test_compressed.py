@@ -21,11 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joblib.numpy_pickle_utils import _detect_compressor
 
-from mlaudit.findings import Severity
-from mlaudit.scanners.archive import decompression_cap
+from mlaudit.core.findings import Severity
 from mlaudit.scanners.compressed import scan_compressed_joblib, sniff_compression
+from mlaudit.scanners.containers import decompression_cap
+from mlaudit.scanners.format_report import (
+    MAX_COMPRESSION_RATIO,
+    MAX_DECOMPRESSED_BYTES,
+    FormatReport,
+)
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.scanners.report import MAX_COMPRESSION_RATIO, MAX_DECOMPRESSED_BYTES, FormatReport
 from tests.fixtures.benign_archives import (
     JOBLIB_COMPRESSORS,
     BenignSample,

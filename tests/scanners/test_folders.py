@@ -11,7 +11,7 @@ import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlaudit.hashing import sha256_tree
+from mlaudit.core.hashing import sha256_tree
 from tests.conftest import TARGET, Runner, Workspace
 
 

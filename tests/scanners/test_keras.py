@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
 from mlaudit.scanners import keras as keras_scanner
+from mlaudit.scanners.format_report import MAX_ISSUES_PER_RULE, FormatReport
 from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
-from mlaudit.scanners.report import MAX_ISSUES_PER_RULE, FormatReport
 from tests.fixtures.benign_formats import BenignFormatSample, build_benign_formats
 from tests.fixtures.hostile_formats import (
     HOSTILE_FORMAT_NAMES,

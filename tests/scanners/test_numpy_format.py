@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
+from mlaudit.scanners.format_report import FormatReport
 from mlaudit.scanners.numpy_format import NPY_MAGIC, scan_npy, scan_npz
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.scanners.report import FormatReport
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, BenignSample, build_benign_archives
 from tests.fixtures.hostile_pickles import _system
 from tests.fixtures.mutation import EDITS, mutate

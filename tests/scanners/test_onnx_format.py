@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
 from mlaudit.scanners import onnx_format
+from mlaudit.scanners.format_report import MAX_ISSUES_PER_RULE, FormatReport
 from mlaudit.scanners.onnx_format import STANDARD_DOMAINS, scan_onnx
-from mlaudit.scanners.report import MAX_ISSUES_PER_RULE, FormatReport
 from tests.fixtures.benign_formats import BenignFormatSample, build_benign_formats
 from tests.fixtures.hostile_formats import (
     HOSTILE_FORMAT_NAMES,

@@ -23,17 +23,17 @@ import joblib
 import numpy as np
 import pytest
 
-from mlaudit.findings import Severity
-from mlaudit.gate import LoadStatus, decide
-from mlaudit.inventory import report_for_member
+from mlaudit.core.findings import Severity
+from mlaudit.loaders.load_gate import LoadStatus, decide
 from mlaudit.scanners.compressed import scan_compressed_joblib
+from mlaudit.scanners.inventory import report_for_member
 from mlaudit.scanners.pickle import (
     MAX_EXPANDED,
     MalformedPickle,
     scan_bytes,
 )
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.subject import open_model
+from mlaudit.subject.build import open_model
 from tests.conftest import Runner
 from tests.fixtures.hostile_pickles import (
     build_hostile_corpus,

@@ -19,9 +19,9 @@ import safetensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.findings import Severity
+from mlaudit.core.findings import Severity
 from mlaudit.scanners import safetensors_format
-from mlaudit.scanners.report import MAX_JSON_HEADER_BYTES, FormatReport
+from mlaudit.scanners.format_report import MAX_JSON_HEADER_BYTES, FormatReport
 from mlaudit.scanners.safetensors_format import looks_like_safetensors, scan_safetensors
 from tests.fixtures.benign_formats import BenignFormatSample, build_benign_formats
 from tests.fixtures.hostile_formats import (

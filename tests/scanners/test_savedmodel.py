@@ -12,10 +12,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
 
-from mlaudit.errors import InputError
-from mlaudit.findings import Severity
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import Severity
 from mlaudit.scanners.savedmodel import scan_savedmodel
-from mlaudit.sniff import ModelFormat, sniff_model_format
+from mlaudit.scanners.sniff import ModelFormat, sniff_model_format
 from tests.conftest import TARGET, Runner, Workspace
 from tests.fixtures import savedmodels as sm
 

@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlaudit.findings import Severity
-from mlaudit.inventory import FORMAT_SCANNERS
+from mlaudit.core.findings import Severity
+from mlaudit.scanners.format_report import FormatReport
+from mlaudit.scanners.inventory import FORMAT_SCANNERS
 from mlaudit.scanners.pickle_policy import Verdict, classify
-from mlaudit.scanners.report import FormatReport
-from mlaudit.sniff import ModelFormat
+from mlaudit.scanners.sniff import ModelFormat
 from tests.fixtures.benign_archives import BENIGN_SAMPLE_NAMES, BenignSample, build_benign_archives
 from tests.fixtures.hostile_pickles import _system
 from tests.fixtures.mutation import EDITS, mutate

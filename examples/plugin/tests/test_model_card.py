@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlaudit_example_plugin import ModelCardRule
 
-from mlaudit.errors import ConfigError
-from mlaudit.findings import Severity
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import Severity
 from mlaudit.testing import RuleDidNotRun, assert_rule_contract, check_rule
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,17 +11,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlaudit.findings import Finding, Location, Severity
-from mlaudit.rules.base import (
-    Family,
-    OptionKind,
-    Requirement,
-    Rule,
-    RuleContext,
-    RuleMeta,
-    RuleOption,
-)
-from mlaudit.sniff import ModelFormat
+from mlaudit.core.findings import Family, Finding, Location, Severity
+from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.scanners.sniff import ModelFormat
 
 CARD_NAMES = ["MODEL_CARD.md", "model_card.md", "MODEL-CARD.md", "model-card.md", "README.md"]
 # The questions a reader of any model card asks first (Mitchell et al., "Model Cards for Model

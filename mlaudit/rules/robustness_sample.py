@@ -20,14 +20,14 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.model import LoadedModel, Task
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.core.runcache import CacheKey
+from mlaudit.core.stats import Interval, clopper_pearson, derived_rng
 from mlaudit.robustness.hopskipjump import AttackOutcome, AttackSettings, hop_skip_jump
 from mlaudit.robustness.oracle import ModelOutputError, Oracle
 from mlaudit.robustness.space import FeatureSpace
 from mlaudit.rules.base import RuleContext, RuleSkipped
-from mlaudit.runcache import CacheKey
-from mlaudit.stats import Interval, clopper_pearson, derived_rng
+from mlaudit.subject.model_info import LoadedModel, Task
 
 # The ε judged when the user states none, in robust spreads (≈ standard deviations) of every
 # feature at once: the largest ε of the grid at which every well-built model of

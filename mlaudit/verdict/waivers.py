@@ -38,8 +38,8 @@ from datetime import date, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from mlaudit.errors import ConfigError
-from mlaudit.findings import (
+from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import (
     Finding,
     JsonValue,
     ModelIdentity,
@@ -48,14 +48,14 @@ from mlaudit.findings import (
     Status,
     scope_to_model,
 )
-from mlaudit.scoring import rule_score
+from mlaudit.verdict.scoring import rule_score
 
 # What `mlaudit baseline` writes where a person must decide; left in place it is a config
 # error, so a drafted file cannot silently waive everything.
 PLACEHOLDER = "TODO"
 DRAFT_LIFETIME = timedelta(days=90)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
-_RULE_ID = re.compile(r"^[A-Z]{2,8}\d{3}$")  # as mlaudit.registry: plugins have their own prefix
+_RULE_ID = re.compile(r"^[A-Z]{2,8}\d{3}$")  # as the registry's ids
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = frozenset(
     {"fingerprint", "rule", "artifact", "model", "max_severity", "reason", "owner", "expires"}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The exit codes of every command (DESIGN.md): the gate passed, the gate failed, and this
+# module's errors (nothing reported).
+EXIT_PASSED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 class UsageError(Exception):
     """Bad input, configuration or options. The message is one line a user can act on."""

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mlaudit.scoring import CauseKind, GateCause, gate_causes
+from mlaudit.verdict.scoring import CauseKind, GateCause, gate_causes
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")  # worst first
 _SHOWN_REASONS = 10

@@ -38,14 +38,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from mlaudit.errors import UsageError
-from mlaudit.findings import JsonValue
+from mlaudit.core.errors import UsageError
+from mlaudit.core.findings import JsonValue
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # Our own predicate, versioned in its URI: a change to its meaning gets a new version.
 PREDICATE_TYPE = "https://mlaudit.dev/attestation/audit/v1"
-ENVELOPE_NAME = "report.intoto.json"
 PRIVATE_KEY_NAME = "mlaudit.key"
 PUBLIC_KEY_NAME = "mlaudit.pub"
 PASSPHRASE_ENV = "MLAUDIT_KEY_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)

@@ -3,8 +3,8 @@ every member by content.
 
 Nothing is extracted to the real file system and nothing is loaded. :func:`inspect_zip` reads
 the central directory, every local header and (for compressed members) the compressed
-stream itself, under the caps of :mod:`mlaudit.scanners.report`; :func:`inspect_tar` walks the
-tar headers with :mod:`tarfile` and never calls ``extract``/``extractall``.
+stream itself, under the caps of :mod:`mlaudit.scanners.format_report`; :func:`inspect_tar`
+walks the tar headers with :mod:`tarfile` and never calls ``extract``/``extractall``.
 
 The scan is a sound over-approximation of every real reader: :func:`scan_zip_archive` and
 :func:`scan_tar_archive` copy each member (under the caps) into a private temporary file and
@@ -23,8 +23,8 @@ file under a hard cap (:func:`materialize`), so memory stays bounded whatever th
 claims.
 
 Public functions never raise for what a file contains; every problem becomes an
-:class:`~mlaudit.scanners.report.ArtifactIssue`. They raise :class:`OSError` only when the path
-itself cannot be opened or read.
+:class:`~mlaudit.scanners.format_report.ArtifactIssue`. They raise :class:`OSError` only when the
+path itself cannot be opened or read.
 """
 
 from __future__ import annotations
@@ -51,10 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 
-from mlaudit.findings import JsonValue, Severity
+from mlaudit.core.findings import JsonValue, Severity
 from mlaudit.scanners.folders import prefixed_report
-from mlaudit.scanners.pickle import MalformedPickle, PickleScan, scan_stream
-from mlaudit.scanners.report import (
+from mlaudit.scanners.format_report import (
     MAX_ARCHIVE_MEMBERS,
     MAX_COMPRESSION_RATIO,
     MAX_DECOMPRESSED_BYTES,
@@ -62,6 +61,7 @@ from mlaudit.scanners.report import (
     EmbeddedPickle,
     FormatReport,
 )
+from mlaudit.scanners.pickle import MalformedPickle, PickleScan, scan_stream
 
 __all__ = [
     "MAX_NESTING",

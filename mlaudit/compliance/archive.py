@@ -36,9 +36,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mlaudit.attest import VerificationError, attested_files, authenticate, read_statement
-from mlaudit.errors import UsageError
-from mlaudit.hashing import sha256_file
+from mlaudit.compliance.attest import (
+    VerificationError,
+    attested_files,
+    authenticate,
+    read_statement,
+)
+from mlaudit.core.errors import UsageError
+from mlaudit.core.hashing import sha256_file
 
 GENESIS = "0" * 64
 LOG_NAME, INDEX_NAME, LOCK_NAME = "log.jsonl", "index.sqlite", ".lock"

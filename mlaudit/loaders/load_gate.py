@@ -13,11 +13,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mlaudit.findings import RuleResult, Severity
-from mlaudit.rules.base import Family
+from mlaudit.core.findings import Family, RuleResult, Severity
 from mlaudit.scanners.pickle_policy import Verdict
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import ModelArtifact
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject.build import ModelArtifact
 
 _INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA106", "MLA107"})
 

@@ -1,6 +1,6 @@
 """The compliance commands: keygen, sign, verify, diff, baseline and the archive group.
 
-They live beside ``mlaudit.cli`` (which registers them on the ``mlaudit`` group) because they
+They live beside ``mlaudit.cli.main`` (which registers them on the ``mlaudit`` group) because they
 never scan: each reads reports, envelopes, keys or an archive. Errors follow the CLI contract:
 a :class:`UsageError` is exit 2 with one line on stderr; a check that fails is exit 1.
 """
@@ -13,34 +13,22 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mlaudit.archive import Archive, ArchiveIntegrityError, Entry, Query
-from mlaudit.atomic import write_files_atomically
-from mlaudit.attest import (
-    ENVELOPE_NAME,
-    Given,
-    VerificationError,
-    generate_keys,
-    key_id,
-    load_signing_key,
-    load_verify_key,
-    parse_duration,
-    passphrase_from_environment,
-    read_input,
-    read_statement,
-    sign_report,
-    verify,
-)
+from mlaudit.compliance import ENVELOPE_NAME
 from mlaudit.config import resolve
-from mlaudit.errors import UsageError
-from mlaudit.hashing import sha256_file, sha256_tree
-from mlaudit.regression import Comparison, compare
-from mlaudit.report import parse_report, read_report
-from mlaudit.scoring import FAIL_ON_CHOICES
-from mlaudit.waivers import draft_waivers
+from mlaudit.core.atomic import write_files_atomically
+from mlaudit.core.errors import UsageError
+from mlaudit.core.hashing import sha256_file, sha256_tree
+from mlaudit.verdict.scoring import FAIL_ON_CHOICES
+from mlaudit.verdict.waivers import draft_waivers
+
+# The commands import what they use when they run, so `mlaudit --help` stays fast.
+if TYPE_CHECKING:
+    from mlaudit.compliance.archive import Entry
+    from mlaudit.compliance.regression import Comparison
 
 # Exit codes of the checking commands: 0 the check held, 1 it did not (what failed is said).
 HELD, FAILED = 0, 1
@@ -66,6 +54,13 @@ def keygen(directory: Path) -> int:
 
     The private key is encrypted with MLAUDIT_KEY_PASSPHRASE when it is set.
     """
+    from mlaudit.compliance.attest import (
+        generate_keys,
+        key_id,
+        load_verify_key,
+        passphrase_from_environment,
+    )
+
     passphrase = passphrase_from_environment()
     private, public = generate_keys(directory, passphrase)
     if passphrase is None:
@@ -86,6 +81,14 @@ def keygen(directory: Path) -> int:
 def sign(report_path: Path, key_path: Path, output: Path | None) -> int:
     """Sign REPORT.json: a DSSE envelope around an in-toto statement binding the report, the
     model and the data by sha256."""
+    from mlaudit.compliance.attest import (
+        load_signing_key,
+        passphrase_from_environment,
+        read_input,
+        sign_report,
+    )
+    from mlaudit.reports.build import parse_report
+
     key = load_signing_key(key_path, passphrase_from_environment())
     data = read_input(report_path, "report")
     parse_report(data, report_path)  # exit 2 unless it is a report this mlaudit reads
@@ -118,6 +121,8 @@ def verify_command(
     max_age: str | None,
 ) -> int:
     """Verify an attestation: exit 0 verified, 1 a check failed (each is listed), 2 unreadable."""
+    from mlaudit.compliance.attest import Given, load_verify_key, parse_duration, read_input, verify
+
     public_key = load_verify_key(key_path)
     given = Given(
         report=(str(report_path), _digest(report_path, "report")) if report_path else None,
@@ -153,6 +158,7 @@ def _finding_line(mark: str, finding: dict[str, Any]) -> str:
 
 
 def _diff_text(comparison: Comparison) -> list[str]:
+
     lines = [
         f"findings: {len(comparison.new)} new, {len(comparison.worsened)} worse, "
         f"{len(comparison.fixed)} fixed, {len(comparison.unchanged)} unchanged"
@@ -205,6 +211,9 @@ def diff(
     robust_accuracy_tolerance: float | None,
 ) -> int:
     """Compare two reports: exit 1 when NEW regressed against OLD."""
+    from mlaudit.compliance.regression import compare
+    from mlaudit.reports.build import read_report
+
     old, new = read_report(old_path), read_report(new_path)
     given = {
         "membership_auc": auc_tolerance,
@@ -231,6 +240,8 @@ def diff(
 @click.option("--pyproject", is_flag=True, help="Tables as [[tool.mlaudit.waivers]].")
 def baseline_command(report_path: Path, output: Path | None, pyproject: bool) -> int:
     """Draft a waiver for every finding of REPORT.json, for a person to fill in."""
+    from mlaudit.reports.build import read_report
+
     report = read_report(report_path)
     table = "tool.mlaudit.waivers" if pyproject else "waivers"
     text = draft_waivers(report, str(report_path), datetime.now(UTC).date(), table=table)
@@ -265,6 +276,9 @@ def archive_group() -> None:
               help="The attested report (default: report.json beside the envelope).")
 def archive_add(envelope_path: Path, store: Path, report_path: Path | None) -> int:
     """Archive ENVELOPE and the report it attests (the store is created when missing)."""
+    from mlaudit.compliance.archive import Archive, ArchiveIntegrityError
+    from mlaudit.compliance.attest import read_input
+
     envelope = read_input(envelope_path, "envelope")
     report = (
         read_input(report_path, "report") if report_path
@@ -284,6 +298,8 @@ def archive_add(envelope_path: Path, store: Path, report_path: Path | None) -> i
 
 def _report_beside(envelope_path: Path, envelope: bytes) -> bytes | None:
     """report.json next to the envelope, when it is the attested one."""
+    from mlaudit.compliance.attest import VerificationError, read_input, read_statement
+
     candidate = envelope_path.parent / "report.json"
     if not candidate.is_file():
         return None
@@ -299,6 +315,7 @@ def _report_beside(envelope_path: Path, envelope: bytes) -> bytes | None:
 
 
 def _entry_line(entry: Entry) -> str:
+
     gate = "passed" if entry.gate_passed else "FAILED"
     digest = (entry.model_sha256 or "n/a")[:12]
     return (
@@ -322,6 +339,8 @@ def archive_list(
     until: datetime | None, grade: str | None, gate: str | None, as_json: bool,
 ) -> int:
     """List archived entries, oldest first, filtered."""
+    from mlaudit.compliance.archive import Archive, Query
+
     query = Query(
         model,
         sha256,
@@ -341,6 +360,7 @@ def archive_list(
 
 
 def _entry_document(entry: Entry) -> dict[str, Any]:
+
     return {**dataclasses.asdict(entry), "hash": entry.hash}
 
 
@@ -351,6 +371,9 @@ def _entry_document(entry: Entry) -> dict[str, Any]:
               help="Write the stored envelope or report to stdout instead.")
 def archive_show(identifier: str, store: Path, raw: str | None) -> int:
     """Show entry ID (its number, or 8+ hex digits of its hash or envelope sha256)."""
+    from mlaudit.compliance.archive import Archive
+    from mlaudit.compliance.attest import read_input
+
     archive = Archive.open(store)
     entry = archive.find(identifier)
     if raw is not None:
@@ -379,6 +402,9 @@ def archive_show(identifier: str, store: Path, raw: str | None) -> int:
 def archive_verify(store: Path, key_path: Path | None, head: str | None) -> int:
     """Check the log's chain, the index and every stored file: exit 0 sound, 1 not (each
     problem is named), 2 not an archive."""
+    from mlaudit.compliance.archive import Archive
+    from mlaudit.compliance.attest import load_verify_key
+
     public_key = load_verify_key(key_path) if key_path else None
     archive = Archive.open(store)
     problems = archive.verify(public_key, head)

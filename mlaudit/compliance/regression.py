@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from mlaudit.config import Tolerances
-from mlaudit.errors import InputError
-from mlaudit.findings import JsonValue, ModelIdentity, RuleResult, Severity
-from mlaudit.report import parse_report, result_document
-from mlaudit.scoring import CauseKind, GateCause, GateDecision, GatePolicy, decide_gate
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import JsonValue, ModelIdentity, RuleResult, Severity
+from mlaudit.reports.build import parse_report, result_document
+from mlaudit.verdict.scoring import CauseKind, GateCause, GateDecision, GatePolicy, decide_gate
 
 # Rules whose findings are known vulnerabilities in the dependency set, listed on their own.
 VULNERABILITY_RULES = frozenset({"MLA601"})

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlaudit.errors import InputError
-from mlaudit.hashing import sha256_file
+from mlaudit.core.errors import InputError
+from mlaudit.core.hashing import sha256_file
 
 PARQUET_MAGIC = b"PAR1"
 ZIP_MAGIC = b"PK\x03\x04"

@@ -9,7 +9,7 @@ has no file for the artifact rules or the load gate, and is queried where it alr
 
 Before any of that, every selected rule's options are validated against its declaration
 (:func:`configure`): a bad option stops the run with a configuration error (exit 2) naming
-the rule, the option and what it accepts. The run's cache (:mod:`mlaudit.runcache`) lets
+the rule, the option and what it accepts. The run's cache (:mod:`mlaudit.core.runcache`) lets
 rules share expensive work; it lives where the work happens, so the model worker has its
 own, seeded with what the parent had computed before it forked.
 """
@@ -25,16 +25,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlaudit import compat
-from mlaudit.errors import ConfigError, ModelNotRunnable, UsageError
-from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
-from mlaudit.gate import LoadDecision, LoadStatus, decide
+from mlaudit.core.errors import ConfigError, ModelNotRunnable, UsageError
+from mlaudit.core.findings import Finding, JsonValue, RuleResult, Severity, Status
+from mlaudit.core.runcache import RunCache
+from mlaudit.engine.registry import extra_hint, extra_installed, registered_rules, select_rules
 from mlaudit.isolation import ISOLATION_MODES, IsolationRecord
 from mlaudit.isolation.transport import ModelInfo
 from mlaudit.isolation.worker import WorkerJob, run_job
 from mlaudit.loaders import Loader, loader_for
-from mlaudit.model import LoadedModel
-from mlaudit.registry import extra_hint, extra_installed, registered_rules, select_rules
+from mlaudit.loaders.load_gate import LoadDecision, LoadStatus, decide
 from mlaudit.rules.base import (
     BudgetExceeded,
     OptionKind,
@@ -46,10 +45,11 @@ from mlaudit.rules.base import (
     RuleSkipped,
     Stage,
 )
-from mlaudit.runcache import RunCache
-from mlaudit.scoring import rule_score
-from mlaudit.sniff import ModelFormat
-from mlaudit.subject import Subject
+from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.subject import compat
+from mlaudit.subject.build import Subject
+from mlaudit.subject.model_info import LoadedModel
+from mlaudit.verdict.scoring import rule_score
 
 PROFILE_BUDGETS_S: Mapping[str, float] = {"quick": 60.0, "standard": 300.0, "thorough": 1800.0}
 Progress = Callable[[str], None]
@@ -203,7 +203,7 @@ def run_audit(
     loaded: LoadedModel | None = None,
 ) -> AuditRun:
     """Run ``rules`` on ``subject``. ``cache`` is the run's: give the one the subject was built
-    with (:func:`mlaudit.subject.build_subject`) so the model file is parsed once; by default
+    with (:func:`mlaudit.subject.build.build_subject`) so the model file is parsed once; by default
     the run has a cache of its own.
 
     ``loaded`` is a model the caller already holds in this process (``mlaudit.scan`` given

@@ -14,29 +14,24 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markdown import Markdown
-from rich.table import Table
-from rich.text import Text
 
-from mlaudit import __version__, api
-from mlaudit.api import EXIT_PASSED
-from mlaudit.atomic import write_files_atomically
-from mlaudit.attest import ENVELOPE_NAME, load_signing_key, passphrase_from_environment
-from mlaudit.cli_compliance import COMMANDS
+from mlaudit.cli.compliance import COMMANDS
+from mlaudit.compliance import ENVELOPE_NAME
 from mlaudit.config import PROFILES
-from mlaudit.console import Output, Verdict, make_console
-from mlaudit.docs import rule_markdown
-from mlaudit.errors import InputError, UsageError
+from mlaudit.core.errors import EXIT_PASSED, EXIT_USAGE, InputError, UsageError
+from mlaudit.core.version import __version__
 from mlaudit.isolation import ISOLATION_MODES
-from mlaudit.registry import extra_installed, registered_rules
-from mlaudit.report import read_report
-from mlaudit.reports import FORMATS, renderer_for
-from mlaudit.scoring import FAIL_ON_CHOICES
+from mlaudit.reports import FORMATS
+from mlaudit.verdict.scoring import FAIL_ON_CHOICES
 
-EXIT_USAGE = 2
+# What a command needs is imported when it runs: `mlaudit --help` must not wait for the rules,
+# numpy, scipy, pandas and the crypto library (issue 16: under 0.3 s).
+if TYPE_CHECKING:
+    from mlaudit import api
+
 _PATH = click.Path(path_type=Path, dir_okay=True)
 ARTIFACT_FAMILY = "MLA1"
 # What a report folder name keeps of a file's path; anything else (separators included) is _.
@@ -97,6 +92,10 @@ def scan(
     **options: Any,
 ) -> int:
     """Scan MODEL (a file, or module:callable) and write the report."""
+    from mlaudit import api
+    from mlaudit.compliance.attest import load_signing_key, passphrase_from_environment
+    from mlaudit.reports.console import Output, make_console
+
     out = Output(make_console(stderr=True), quiet, verbose)
     # The key is read before the scan, so a wrong passphrase fails in a second, not after it.
     signing_key = (
@@ -135,6 +134,11 @@ def scan_artifacts(
 ) -> int:
     """Scan each FILE's bytes with the artifact rules alone, never loading it: one line per
     file, and the worst exit code (for pre-commit hooks and CI)."""
+    from rich.text import Text
+
+    from mlaudit import api
+    from mlaudit.reports.console import Verdict, make_console
+
     if formats and output_dir is None:
         raise UsageError("--format needs -o DIR: without it scan-artifacts writes no report")
     outside = [s for s in select if not s.upper().startswith(ARTIFACT_FAMILY)]
@@ -214,6 +218,10 @@ def _printable(text: str) -> str:
 @click.option("-o", "--output-dir", type=_PATH, help="Directory (default: the report's own).")
 def report_command(report_path: Path, formats: tuple[str, ...], output_dir: Path | None) -> int:
     """Re-render an archived REPORT.json in other formats, without the model or the data."""
+    from mlaudit.core.atomic import write_files_atomically
+    from mlaudit.reports import renderer_for
+    from mlaudit.reports.build import read_report
+
     document = read_report(report_path)
     directory = output_dir or report_path.parent
     renderers = [renderer_for(f) for f in dict.fromkeys(formats)]
@@ -232,6 +240,11 @@ def report_command(report_path: Path, formats: tuple[str, ...], output_dir: Path
 @cli.command("rules")
 def list_rules() -> None:
     """List every rule: id, family, severity, what it needs, whether its extra is installed."""
+    from rich.table import Table
+
+    from mlaudit.engine.registry import extra_installed, registered_rules
+    from mlaudit.reports.console import make_console
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("id", "name", "family", "severity", "requires", "extra"):
         table.add_column(column)
@@ -250,6 +263,12 @@ def list_rules() -> None:
 @click.argument("rule_id")
 def explain(rule_id: str) -> None:
     """Print the documentation of RULE_ID."""
+    from rich.markdown import Markdown
+
+    from mlaudit.engine.registry import registered_rules
+    from mlaudit.reports.console import make_console
+    from mlaudit.reports.rule_pages import rule_markdown
+
     wanted = rule_id.upper()
     for registered in registered_rules():
         if registered.id == wanted:
@@ -272,6 +291,8 @@ def db() -> None:
 @click.option("--url", help="Download from this mirror instead of OSV's bucket.")
 def db_fetch(dest: Path | None, url: str | None) -> None:
     """Download OSV's PyPI export: the only mlaudit command that uses the network."""
+    from mlaudit.reports.console import make_console
+
     try:
         from mlaudit.deps.fetch import OSV_PYPI_URL, fetch
     except ImportError:

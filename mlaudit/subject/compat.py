@@ -2,7 +2,7 @@
 
 Problems that make prediction impossible are fatal (exit 2 before any report); the others
 become MLA702 findings. A column is judged with the pipeline in view
-(:mod:`mlaudit.preprocessing`): missing values the pipeline imputes, or its model splits on,
+(:mod:`mlaudit.subject.preprocessing`): missing values the pipeline imputes, or its model splits on,
 are not a problem, and text in a column an encoder takes is a category, not a parsing error.
 """
 
@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mlaudit.data import Dataset
-from mlaudit.errors import InputError
-from mlaudit.findings import JsonValue, Severity
-from mlaudit.model import LoadedModel, json_safe_classes
-from mlaudit.preprocessing import ColumnHandling, Encoding, read_pipeline, unseen
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import JsonValue, Severity
+from mlaudit.subject.data import Dataset
+from mlaudit.subject.model_info import LoadedModel, json_safe_classes
+from mlaudit.subject.preprocessing import ColumnHandling, Encoding, read_pipeline, unseen
 
 _SHOWN = 10
 

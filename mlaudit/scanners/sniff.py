@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from mlaudit.errors import InputError
+from mlaudit.core.errors import InputError
 from mlaudit.scanners.compressed import SNIFF_BYTES, sniff_compression
 from mlaudit.scanners.pickle import (
     GlobalImport,

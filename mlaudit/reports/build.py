@@ -18,18 +18,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mlaudit import __version__
 from mlaudit.config import Settings
-from mlaudit.controls import catalogue_order, control
-from mlaudit.data import Dataset
-from mlaudit.engine import PROFILE_BUDGETS_S, AuditRun, ModelSource
-from mlaudit.errors import InputError
-from mlaudit.findings import JsonValue, RuleResult, Status, finding_document
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import JsonValue, RuleResult, Status, finding_document
+from mlaudit.core.version import __version__
+from mlaudit.engine.registry import registered_rules
+from mlaudit.engine.run import PROFILE_BUDGETS_S, AuditRun, ModelSource
 from mlaudit.pii.redact import report_labels
-from mlaudit.registry import registered_rules
-from mlaudit.scoring import Coverage, GateDecision, Scorecard, coverage_of
-from mlaudit.subject import Subject
-from mlaudit.waivers import WaiverOutcome
+from mlaudit.rules.controls import catalogue_order, control
+from mlaudit.subject.build import Subject
+from mlaudit.subject.data import Dataset
+from mlaudit.verdict.scoring import Coverage, GateDecision, Scorecard, coverage_of
+from mlaudit.verdict.waivers import WaiverOutcome
 
 # 1.1.0: controls per result and per control, suppressed findings, waivers, baseline, the
 # version of each rule's distribution (tool.rules), tolerances in run.config.

@@ -43,6 +43,17 @@ class _Ordered(enum.Enum):
         return self.rank >= other.rank
 
 
+class Family(enum.Enum):
+    ARTIFACT = "artifact"
+    ROBUSTNESS = "robustness"
+    PRIVACY = "privacy"
+    PERSONAL_DATA = "personal-data"
+    CODE = "code"
+    DEPENDENCIES = "dependencies"
+    DATA_QUALITY = "data-quality"
+    SERVING = "serving"
+
+
 class Severity(_Ordered):
     INFO = "info"
     LOW = "low"

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import beta
 
-from mlaudit.findings import JsonValue
+from mlaudit.core.findings import JsonValue
 
 DEFAULT_CONFIDENCE = 0.95
 

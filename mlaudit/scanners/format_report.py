@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mlaudit.findings import JsonValue, Severity
+from mlaudit.core.findings import JsonValue, Severity
 from mlaudit.scanners.pickle import PickleScan
 
 # Limits that keep a hostile file from exhausting the scanner. Each is a finding when hit.

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlaudit.findings import Finding, JsonValue, RuleResult, Severity, Status
+from mlaudit.core.findings import Finding, JsonValue, RuleResult, Severity, Status
 
 SEVERITY_POINTS: Mapping[Severity, float] = {
     Severity.INFO: 0.0,

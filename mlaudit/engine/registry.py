@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from mlaudit.errors import UsageError
+from mlaudit.core.errors import UsageError
 from mlaudit.rules.base import Rule
 
 GROUP = "mlaudit.rules"

@@ -1,4 +1,4 @@
-"""Rule pages generated from rule docstrings: ``python -m mlaudit.docs [--check] DIR``.
+"""Rule pages from rule docstrings: ``python -m mlaudit.reports.rule_pages [--check] DIR``.
 
 The docstring is the single source; CI runs ``--check`` so the pages in ``rules/`` can never
 drift from the code.
@@ -13,9 +13,9 @@ import re
 import sys
 from pathlib import Path
 
-from mlaudit.controls import control
-from mlaudit.registry import registered_rules
+from mlaudit.engine.registry import registered_rules
 from mlaudit.rules.base import Rule
+from mlaudit.rules.controls import control
 
 SECTIONS = ("What it checks", "Why it matters", "How to fix", "Options")
 SECTION_PATTERN = re.compile(r"^\*\*(" + "|".join(SECTIONS) + r")\*\*:\s*", re.MULTILINE)
@@ -103,7 +103,9 @@ def render_pages() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlaudit.docs", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mlaudit.reports.rule_pages", description=__doc__
+    )
     parser.add_argument("directory", type=Path)
     parser.add_argument("--check", action="store_true", help="fail if the pages are out of date")
     args = parser.parse_args(argv)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if stale or extra:
             print(
                 f"rule pages out of date: {', '.join(stale + extra)}; "
-                f"run python -m mlaudit.docs {directory}",
+                f"run python -m mlaudit.reports.rule_pages {directory}",
                 file=sys.stderr,
             )
             return 1

@@ -10,16 +10,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mlaudit.errors import InputError
-from mlaudit.findings import Severity
-from mlaudit.runcache import RunCache
-from mlaudit.scanners.archive import (
+from mlaudit.core.errors import InputError
+from mlaudit.core.findings import Severity
+from mlaudit.core.runcache import RunCache
+from mlaudit.scanners.compressed import scan_compressed_joblib
+from mlaudit.scanners.containers import (
     MemberScanner,
     scan_tar_archive,
     scan_zip_archive,
 )
-from mlaudit.scanners.compressed import scan_compressed_joblib
 from mlaudit.scanners.folders import FolderError, scan_model_folder
+from mlaudit.scanners.format_report import ArtifactIssue, DeclaredType, EmbeddedPickle, FormatReport
 from mlaudit.scanners.keras import scan_keras_h5, scan_keras_zip
 from mlaudit.scanners.numpy_format import scan_npy, scan_npz
 from mlaudit.scanners.onnx_format import scan_onnx
@@ -31,12 +32,11 @@ from mlaudit.scanners.pickle import (
     scan_file,
 )
 from mlaudit.scanners.pickle_policy import Classification, Verdict, classify
-from mlaudit.scanners.report import ArtifactIssue, DeclaredType, EmbeddedPickle, FormatReport
 from mlaudit.scanners.safetensors_format import scan_safetensors
 from mlaudit.scanners.savedmodel import scan_savedmodel
 from mlaudit.scanners.sevenzip import scan_7z_archive
+from mlaudit.scanners.sniff import ModelFormat, other_readings, sniff_model_format
 from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
-from mlaudit.sniff import ModelFormat, other_readings, sniff_model_format
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def take_inventory(
     """The inventory of the model the user named; a file that cannot be read is exit 2.
 
     Every reading a real loader could take of the file is scanned, not only the sniffed one
-    (see :func:`mlaudit.sniff.other_readings`); a file with two readings is a polyglot.
+    (see :func:`mlaudit.scanners.sniff.other_readings`); a file with two readings is a polyglot.
     ``cache``: the run's, which keeps what later stages parse again (an ONNX file's model).
     """
     if model_format is ModelFormat.MODEL_FOLDER:

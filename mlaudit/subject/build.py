@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlaudit.data import Dataset, read_dataset
-from mlaudit.errors import InputError
-from mlaudit.hashing import sha256_file, sha256_tree
-from mlaudit.inventory import ImportInventory, take_inventory
-from mlaudit.runcache import RunCache
+from mlaudit.core.errors import InputError
+from mlaudit.core.hashing import sha256_file, sha256_tree
+from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.folders import is_model_folder
-from mlaudit.sniff import ModelFormat, is_entry_point, sniff_model_format
+from mlaudit.scanners.inventory import ImportInventory, take_inventory
+from mlaudit.scanners.sniff import ModelFormat, is_entry_point, sniff_model_format
+from mlaudit.subject.data import Dataset, read_dataset
 
 SAMPLE_PREFERENCE = ("data", "holdout", "train")
 
@@ -106,7 +106,7 @@ def build_subject(
     cache: RunCache | None = None,
 ) -> Subject:
     """Everything the audit reads, hashed and scanned. Give the run's ``cache`` (and the same
-    one to :func:`mlaudit.engine.run_audit`) and what the scan parsed is not parsed again.
+    one to :func:`mlaudit.engine.run.run_audit`) and what the scan parsed is not parsed again.
     ``model`` is a reference to open, or the artifact of a model with nothing to open (one
     given in memory)."""
     artifact = (

@@ -1,0 +1,1 @@
+"""From findings to a verdict: scores, the gate, waivers."""
