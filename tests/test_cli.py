@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -574,3 +576,20 @@ def test_verdict_names_every_kind_of_reason_the_gate_gives() -> None:
         "a reason of a new kind",
         "1 metric regressed against the baseline",
     ]
+
+
+def test_escape_sequences_in_a_scanned_file_never_reach_the_terminal(tmp_path: Path) -> None:
+    # A GLOBAL whose module name carries ESC and BEL: the finding's title and the gate's
+    # reason quote it, and the console must print it escaped.
+    hostile = tmp_path / "escape.pkl"
+    hostile.write_bytes(b"\x80\x02cos\nsys\x1b[31m\x07tem\n(S'true'\ntR.")
+    for command in (["scan", str(hostile)], ["scan-artifacts", str(hostile)]):
+        completed = subprocess.run(
+            [sys.executable, "-m", "mlaudit", *command, "-o", str(tmp_path / "out")]
+            if command[0] == "scan" else [sys.executable, "-m", "mlaudit", *command],
+            capture_output=True, text=True, check=False, cwd=tmp_path,
+        )
+        assert completed.returncode == 1, completed.stderr
+        assert "\x1b" not in completed.stderr
+        assert "\x07" not in completed.stderr
+        assert "\\x1b" in completed.stderr

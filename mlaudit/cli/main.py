@@ -137,7 +137,7 @@ def scan_artifacts(
     from rich.text import Text
 
     from mlaudit import api
-    from mlaudit.reports.console import Verdict, make_console
+    from mlaudit.reports.console import Verdict, make_console, printable
 
     if formats and output_dir is None:
         raise UsageError("--format needs -o DIR: without it scan-artifacts writes no report")
@@ -160,14 +160,14 @@ def scan_artifacts(
         audit = _scan_artifact(scan_file, name)
         if isinstance(audit, str):
             console.print(
-                f"{_printable(name)}: error: {_printable(audit)}", markup=False, soft_wrap=True
+                f"{printable(name)}: error: {printable(audit)}", markup=False, soft_wrap=True
             )
             worst = EXIT_USAGE
             continue
-        line = Text.assemble(f"{_printable(name)}: ", Verdict.of(audit.report).text())
+        line = Text.assemble(f"{printable(name)}: ", Verdict.of(audit.report).text())
         if audit.findings:
             top = max(audit.findings, key=lambda finding: finding.severity)
-            line.append(f" · worst {top.rule_id} {top.severity.value}: {_printable(top.title)}")
+            line.append(f" · worst {top.rule_id} {top.severity.value}: {printable(top.title)}")
         if output_dir is not None:
             folder = output_dir / _folder_name(name, folders)
             audit.write(folder, formats or audit.settings.format)
@@ -203,12 +203,6 @@ def _folder_name(name: str, taken: set[str]) -> str:
         folder = f"{base}-{number}"
     taken.add(folder)
     return folder
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped: file names and finding titles come from the
-    files scanned, and a terminal must not obey escape sequences hidden in them."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @cli.command("report")

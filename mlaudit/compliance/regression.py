@@ -39,8 +39,8 @@ from typing import Any
 
 from mlaudit.config import Tolerances
 from mlaudit.core.errors import InputError
-from mlaudit.core.findings import JsonValue, ModelIdentity, RuleResult, Severity
-from mlaudit.reports.build import parse_report, result_document
+from mlaudit.core.findings import JsonValue, ModelIdentity, RuleResult, Severity, result_document
+from mlaudit.reports.build import parse_report
 from mlaudit.verdict.scoring import CauseKind, GateCause, GateDecision, GatePolicy, decide_gate
 
 # Rules whose findings are known vulnerabilities in the dependency set, listed on their own.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
@@ -201,4 +201,25 @@ def finding_document(finding: Finding) -> dict[str, JsonValue]:
         "unscoped_fingerprint": finding.unscoped_fingerprint,
         "cwe": list(finding.cwe),
         "references": list(finding.references),
+    }
+
+
+def result_document(
+    result: RuleResult, controls: Sequence[str] = ()
+) -> dict[str, JsonValue]:
+    """A rule's result as JSON: the report's form (with the controls it is evidence for), and
+    the worker's when it sends results back."""
+    return {
+        "rule_id": result.rule_id,
+        "name": result.name,
+        "family": result.family,
+        "status": result.status.value,
+        "score": result.score,
+        "reason": result.reason,
+        "metrics": dict(result.metrics),
+        "findings": [finding_document(f) for f in result.findings],
+        "duration_s": round(result.duration_s, 3),
+        "queries": result.queries,
+        "controls": list(controls),
+        "traceback": result.traceback,
     }

@@ -20,7 +20,6 @@ from mlaudit.core.findings import (
     RuleResult,
     Severity,
     Status,
-    finding_document,
 )
 from mlaudit.subject.model_info import LoadedModel, json_safe_classes
 
@@ -96,22 +95,6 @@ def decode(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
         raise ProtocolError("a message must be an object with a kind")
     return message
-
-
-def result_to_json(result: RuleResult) -> dict[str, Any]:
-    return {
-        "rule_id": result.rule_id,
-        "name": result.name,
-        "family": result.family,
-        "status": result.status.value,
-        "score": result.score,
-        "reason": result.reason,
-        "metrics": dict(result.metrics),
-        "findings": [finding_document(f) for f in result.findings],
-        "duration_s": result.duration_s,
-        "queries": result.queries,
-        "traceback": result.traceback,
-    }
 
 
 def result_from_json(value: object) -> RuleResult:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlaudit.core.errors import ConfigError, InputError, ModelNotRunnable, UsageError
-from mlaudit.core.findings import RuleResult, Status
+from mlaudit.core.findings import RuleResult, Status, result_document
 from mlaudit.isolation.sandbox import Confinement, Limits, confine, system_read_paths
 from mlaudit.isolation.transport import (
     MAX_MESSAGE_BYTES,
@@ -36,7 +36,6 @@ from mlaudit.isolation.transport import (
     decode,
     encode,
     result_from_json,
-    result_to_json,
 )
 from mlaudit.rules.base import Rule
 from mlaudit.subject.model_info import LoadedModel
@@ -361,7 +360,7 @@ def _work(job: WorkerJob, rules: Sequence[type[Rule]], channel: int) -> None:
 
 def _encodable(result: RuleResult) -> dict[str, Any]:
     """The result as JSON; metrics a rule left in a form JSON cannot carry make it ``error``."""
-    document = result_to_json(result)
+    document = result_document(result)
     try:
         encode(document)
     except (TypeError, ValueError) as error:

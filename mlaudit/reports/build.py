@@ -20,7 +20,7 @@ from typing import Any
 
 from mlaudit.config import Settings
 from mlaudit.core.errors import InputError
-from mlaudit.core.findings import JsonValue, RuleResult, Status, finding_document
+from mlaudit.core.findings import JsonValue, RuleResult, Status, finding_document, result_document
 from mlaudit.core.version import __version__
 from mlaudit.engine.registry import registered_rules
 from mlaudit.engine.run import PROFILE_BUDGETS_S, AuditRun, ModelSource
@@ -72,25 +72,6 @@ def environment() -> dict[str, JsonValue]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(terse=True),
         "libraries": libraries,
-    }
-
-
-def result_document(
-    result: RuleResult, controls: Sequence[str] = ()
-) -> dict[str, JsonValue]:
-    return {
-        "rule_id": result.rule_id,
-        "name": result.name,
-        "family": result.family,
-        "status": result.status.value,
-        "score": result.score,
-        "reason": result.reason,
-        "metrics": dict(result.metrics),
-        "findings": [finding_document(f) for f in result.findings],
-        "duration_s": round(result.duration_s, 3),
-        "queries": result.queries,
-        "controls": list(controls),
-        "traceback": result.traceback,
     }
 
 

@@ -146,7 +146,7 @@ class Output:
     def progress(self, message: str) -> None:
         if self.verbose and not self.quiet:
             elapsed = time.monotonic() - self.started
-            self.console.print(Text.assemble((f"{elapsed:7.1f}s ", "dim"), message))
+            self.console.print(Text.assemble((f"{elapsed:7.1f}s ", "dim"), printable(message)))
 
     def summary(self, report: Mapping[str, Any], written: Sequence[Path]) -> None:
         if self.quiet:
@@ -156,6 +156,13 @@ class Output:
         self.console.print(Verdict.of(report).text())
         _print_details(self.console, report)
         self.console.print("report: " + ", ".join(str(p) for p in written), markup=False)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``): file names, finding titles and
+    error messages come from the files scanned, and a terminal must not obey escape sequences
+    hidden in them (rich strips a few control codes, not ESC)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _print_results(console: Console, report: Mapping[str, Any], *, timed: bool) -> None:
@@ -168,7 +175,7 @@ def _print_results(console: Console, report: Mapping[str, Any], *, timed: bool) 
         status = result["status"]
         score = "" if result["score"] is None else f"{result['score']:g}"
         table.add_row(
-            Text(result["rule_id"]), Text(result["name"]),
+            Text(printable(result["rule_id"])), Text(printable(result["name"])),
             Text(status, style=_STATUS_STYLE[status]), str(len(result["findings"])), score,
             *([f"{result['duration_s']:.1f}"] * timed),
         )
@@ -184,7 +191,7 @@ def _print_results(console: Console, report: Mapping[str, Any], *, timed: bool) 
               "rights")
     for result in report["results"]:
         if result["status"] == "error":
-            why = (result["reason"] or "no reason given").strip().splitlines()[0]
+            why = printable((result["reason"] or "no reason given").strip().splitlines()[0])
             console.print(Text.assemble((f"{result['rule_id']} error:", "magenta"), f" {why}"))
 
 
@@ -192,7 +199,7 @@ def _print_details(console: Console, report: Mapping[str, Any]) -> None:
     """Under the verdict: the gate's reasons in full, coverage, waivers, warnings kept."""
     reasons = report["gate"]["reasons"]
     for reason in reasons[:_SHOWN_REASONS]:
-        console.print(f"  - {reason}", markup=False)
+        console.print(f"  - {printable(reason)}", markup=False)
     if len(reasons) > _SHOWN_REASONS:
         console.print(f"  … and {len(reasons) - _SHOWN_REASONS} more reasons (see report.json)")
     _print_coverage(console, report["coverage"])
@@ -201,10 +208,10 @@ def _print_details(console: Console, report: Mapping[str, Any]) -> None:
     for waiver in report["waivers"]:
         if waiver["status"] != "applied":
             named = waiver["fingerprint"] or waiver["rule"]
-            console.print(f"  waiver {waiver['status']}: {named} ({waiver['reason']})",
+            console.print(f"  waiver {waiver['status']}: {named} ({printable(waiver['reason'])})",
                           markup=False)
         if waiver.get("warning"):
-            console.print(f"  warning: {waiver['warning']}", markup=False)
+            console.print(f"  warning: {printable(waiver['warning'])}", markup=False)
     # Library warnings can number hundreds (one per batch a model predicts): the report keeps
     # them, the console says only that there are some.
     if kept := len(report["run"]["warnings"]):
@@ -215,17 +222,17 @@ def _print_details(console: Console, report: Mapping[str, Any]) -> None:
 def _print_coverage(console: Console, coverage: Mapping[str, Any]) -> None:
     """What was audited: part of the verdict, so it sits right under the gate's line."""
     style = "green" if coverage["complete"] else "bold yellow"
-    console.print(Text.assemble(("coverage:", style), f" {coverage['summary']}"))
+    console.print(Text.assemble(("coverage:", style), f" {printable(coverage['summary'])}"))
     for family in coverage["families"]:
         if family["status"] == "not-audited":
-            why = "; ".join(family["reasons"])
+            why = printable("; ".join(family["reasons"]))
             console.print(f"  - {family['family']} not audited: {why}", markup=False)
     for note in coverage["notes"]:
-        console.print(Text.assemble(("note:", "bold yellow"), f" {note}"))
+        console.print(Text.assemble(("note:", "bold yellow"), f" {printable(note)}"))
 
 
 def _warn(console: Console, message: str) -> None:
-    console.print(Text.assemble(("warning:", "bold yellow"), f" {message}"))
+    console.print(Text.assemble(("warning:", "bold yellow"), f" {printable(message)}"))
 
 
 # --- notebooks -----------------------------------------------------------------------------

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from mlaudit.core.findings import Confidence, Finding, Location, RuleResult, Severity, Status
+from mlaudit.core.findings import (
+    Confidence,
+    Finding,
+    Location,
+    RuleResult,
+    Severity,
+    Status,
+    result_document,
+)
 from mlaudit.isolation.transport import (
     ModelInfo,
     ProtocolError,
     decode,
     encode,
     result_from_json,
-    result_to_json,
 )
 
 
@@ -29,14 +36,14 @@ def _result() -> RuleResult:
 
 def test_a_result_survives_the_round_trip() -> None:
     result = _result()
-    message = decode(encode({"kind": "result", "result": result_to_json(result)}))
+    message = decode(encode({"kind": "result", "result": result_document(result)}))
     assert result_from_json(message["result"]) == result
 
 
 def test_an_errored_result_keeps_its_traceback() -> None:
     errored = RuleResult("MLA201", "Black-box evasion", "robustness", Status.ERROR, None,
                          "ValueError: no", traceback="Traceback (most recent call last):\n")
-    assert result_from_json(result_to_json(errored)) == errored
+    assert result_from_json(result_document(errored)) == errored
 
 
 def test_model_info_round_trip() -> None:
@@ -59,7 +66,7 @@ def test_what_is_not_a_json_message_is_refused(line: bytes) -> None:
      ("metrics", []), ("traceback", ["not", "text"])],
 )
 def test_a_forged_field_is_refused(field: str, value: object) -> None:
-    document = result_to_json(_result())
+    document = result_document(_result())
     document[field] = value
     with pytest.raises(ProtocolError):
         result_from_json(document)
