@@ -42,8 +42,8 @@ $(VENV_PYTHON):
 venv: $(VENV_PYTHON)
 
 # The stamp lives inside the venv, so recreating the venv also forces a reinstall.
-$(INSTALL_STAMP): pyproject.toml | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install $(PIP_INSTALL_FLAGS) -e '.[all,dev]'
+$(INSTALL_STAMP): pyproject.toml constraints.txt | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install $(PIP_INSTALL_FLAGS) -c constraints.txt -e '.[all,dev]'
 	@touch $@
 
 install: $(INSTALL_STAMP)
