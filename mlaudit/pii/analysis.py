@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from mlaudit.pii.analyzer import VALUE_SEPARATOR, Detection, PiiEngine, get_engine
+from mlaudit.pii.analyzer import Detection, PiiEngine, get_engine
+from mlaudit.pii.entities import VALUE_SEPARATOR
 from mlaudit.pii.hints import ColumnHint
 
 BATCH_VALUES: Final = 64

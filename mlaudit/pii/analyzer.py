@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
 
-from mlaudit.pii.entities import DATE_OF_BIRTH, DATE_TIME, PERSON, TextShape, entity
+from mlaudit.pii.entities import (
+    DATE_OF_BIRTH,
+    DATE_TIME,
+    PERSON,
+    TextShape,
+    entity,
+)
 from mlaudit.pii.hints import ColumnHint
 
 if TYPE_CHECKING:
@@ -36,11 +42,6 @@ BLANK: Final = "blank"
 LANGUAGE: Final = "en"
 # presidio's LemmaContextAwareEnhancer default: a context word adds this to a score.
 CONTEXT_BOOST: Final = 0.35
-# Joins values analysed in one presidio call. Six filler words: presidio looks for context
-# words among the five before a match, so no value lends its context to the next. The filler
-# holds no letter run that is a name and no digit, so no recognizer matches across it.
-VALUE_SEPARATOR: Final = "\n" + " ".join(["qzxv"] * 6) + "\n"
-
 
 class EngineUnavailable(Exception):
     """The requested spaCy model is not installed (mlaudit never downloads one)."""

@@ -33,8 +33,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from mlaudit.pii.analyzer import VALUE_SEPARATOR
-from mlaudit.pii.entities import PERSON
+from mlaudit.pii.entities import PERSON, VALUE_SEPARATOR
 from mlaudit.pii.names import NameLists, name_lists
 
 
