@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -363,3 +364,18 @@ def test_concurrent_adds_from_threads_and_processes_keep_the_archive_consistent(
     assert len(entries) == len({e.envelope for e in entries}) == 40
     assert [e.seq for e in entries] == list(range(1, 41))
     assert archive.verify() == []
+
+
+def test_a_hash_prefix_of_decimal_digits_is_found_not_read_as_a_sequence_number(
+    material: Material, tmp_path: Path
+) -> None:
+    # About 1% of 10-character prefixes are all digits; once, an entry's envelope digest began
+    # "7928131234" and `find` read it as entry number 7,928,131,234. The index row is rewritten
+    # here to such a digest (find only reads the index).
+    archive = filled(tmp_path, material, 3)
+    entry = archive.entries()[1]
+    digits = "7928131234" + entry.envelope[10:]
+    with contextlib.closing(sqlite3.connect(archive.index)) as connection, connection:
+        connection.execute("UPDATE entries SET envelope = ? WHERE seq = 2", (digits,))
+    assert archive.find(digits[:10]).seq == 2
+    assert archive.find("2").seq == 2

@@ -296,12 +296,15 @@ class Archive:
         envelope's sha256."""
         text = identifier.strip().lower()
         with contextlib.closing(self._connect()) as connection:
-            if text.isdigit():
+            if text.isdigit() and len(text) < 8:
                 rows = connection.execute("SELECT * FROM entries WHERE seq = ?", (int(text),))
             elif len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
+                # A hash prefix can be all decimal digits (about 1% of 10-digit prefixes): 8+
+                # characters are read as a prefix, and as a sequence number too when they are
+                # digits, so an identifier that matches both is ambiguous, never guessed.
                 rows = connection.execute(
-                    "SELECT * FROM entries WHERE hash LIKE ? OR envelope LIKE ?",
-                    (f"{text}%", f"{text}%"),
+                    "SELECT * FROM entries WHERE seq = ? OR hash LIKE ? OR envelope LIKE ?",
+                    (int(text) if text.isdigit() else -1, f"{text}%", f"{text}%"),
                 )
             else:
                 raise UsageError(f"{identifier!r}: give an entry number or 8+ hex digits")
