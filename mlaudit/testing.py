@@ -27,8 +27,8 @@ import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mlaudit.core.findings import Family, Finding, JsonValue, RuleResult, Severity, Status
-from mlaudit.engine.registry import RESERVED_PREFIX, RULE_ID
+from mlaudit.core.findings import RULE_ID, Family, Finding, JsonValue, RuleResult, Severity, Status
+from mlaudit.engine.registry import RESERVED_PREFIX
 from mlaudit.engine.run import BUDGET_OPTION, EngineSettings, run_audit
 from mlaudit.reports.rule_pages import SECTION_PATTERN, SECTIONS
 from mlaudit.rules.base import Requirement, Rule, RuleMeta

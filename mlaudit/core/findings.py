@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
 
+
+# Every rule id, mlaudit's or a plugin's: who owns it (2-8 capital letters), then a number.
+RULE_ID = re.compile(r"[A-Z]{2,8}\d{3}")
 
 class _Ordered(enum.Enum):
     """An enum whose members compare by declaration order."""

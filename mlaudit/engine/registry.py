@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from mlaudit.core.errors import UsageError
+from mlaudit.core.findings import RULE_ID
 from mlaudit.rules.base import Rule
 
 GROUP = "mlaudit.rules"
-# Every rule, mlaudit's or a plugin's: who owns it (2-8 capital letters), then a number.
-RULE_ID = re.compile(r"[A-Z]{2,8}\d{3}")
 # Reserved as a prefix, not only as the exact letters MLA: selection matches prefixes, so a
 # plugin's MLAX101 would be run, ignored and required along with mlaudit's rules by ``MLA``.
 RESERVED_PREFIX = "MLA"

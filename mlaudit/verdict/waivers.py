@@ -40,6 +40,7 @@ from typing import Any
 
 from mlaudit.core.errors import ConfigError
 from mlaudit.core.findings import (
+    RULE_ID,
     Finding,
     JsonValue,
     ModelIdentity,
@@ -55,7 +56,6 @@ from mlaudit.verdict.scoring import rule_score
 PLACEHOLDER = "TODO"
 DRAFT_LIFETIME = timedelta(days=90)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
-_RULE_ID = re.compile(r"^[A-Z]{2,8}\d{3}$")  # as the registry's ids
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = frozenset(
     {"fingerprint", "rule", "artifact", "model", "max_severity", "reason", "owner", "expires"}
@@ -214,7 +214,7 @@ def _parse_one(table: Any, where: str) -> Waiver:
             raise ConfigError(f"{where}: artifact narrows a rule waiver; a fingerprint is exact")
     if rule is not None:
         rule = rule.upper()
-        if not _RULE_ID.match(rule):
+        if not RULE_ID.fullmatch(rule):
             raise ConfigError(
                 f"{where}: rule must be a rule id such as MLA105 or a plugin's ACME101, "
                 f"not {rule!r}"
