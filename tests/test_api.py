@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
 import mlaudit
 from mlaudit.compliance import ENVELOPE_NAME
@@ -308,3 +308,19 @@ def test_a_rule_that_raises_keeps_its_traceback_in_the_report_only(
     audit.write(tmp_path / "out", formats=("html",))
     html = (tmp_path / "out" / "report.html").read_text()
     assert "<summary>traceback</summary>" in html
+
+
+def test_a_regressor_the_privacy_rules_cannot_audit_fails_a_gate_that_requires_them() -> None:
+    """Membership inference is implemented for classifiers: on a regressor it is skipped,
+    which must never read as a privacy pass when the team requires the privacy family."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame[TARGET] = frame["a"] * 2.0 + rng.normal(scale=0.1, size=len(frame))
+    train, holdout = frame.iloc[:100], frame.iloc[100:]
+    model = Ridge().fit(train.drop(columns=[TARGET]), train[TARGET])
+    audit = mlaudit.scan(model, train=train, holdout=holdout, target=TARGET,
+                         select=["MLA301"], require=["MLA3"], profile="quick")
+    assert {r.rule_id: r.status.value for r in audit.results} == {"MLA301": "skipped"}
+    assert not audit.passed
+    assert audit.exit_code == 1
+    assert audit.report["grade"] != "A"
