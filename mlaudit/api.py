@@ -34,6 +34,7 @@ from mlaudit.config import Settings, resolve
 from mlaudit.core.atomic import write_files_atomically
 from mlaudit.core.errors import EXIT_GATE_FAILED, EXIT_PASSED, UsageError
 from mlaudit.core.findings import Finding, JsonValue, ModelIdentity, RuleResult
+from mlaudit.core.load_options import LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.engine.run import (
     AuditRun,
@@ -147,6 +148,10 @@ def scan(
     rule_options: Mapping[str, Mapping[str, JsonValue]] | None = None,
     baseline: PathInput | None = None,
     nlp_model: str | None = None,
+    model_class: str | None = None,
+    model_kwargs: Mapping[str, JsonValue] | None = None,
+    model_output: str | None = None,
+    text_column: str | None = None,
     progress: Progress | None = None,
     command: str | None = None,
 ) -> Audit:
@@ -161,6 +166,9 @@ def scan(
     ``MLAUDIT_*`` environment variables, then to the config file (``config``, else
     ``mlaudit.toml`` or ``[tool.mlaudit]`` in the working directory's pyproject.toml).
     ``rule_options`` (``{"MLA201": {"budget_s": 60}}``) is laid over the file's rule tables.
+    ``model_class`` (``pkg.models:Net``, called with ``model_kwargs``) is the architecture of a
+    PyTorch state dict, ``model_output`` how the model's raw outputs read (``logits``,
+    ``probabilities``, ``regression``), ``text_column`` the data column a text model reads.
     ``progress`` receives one line per step; ``command`` is recorded as the report's
     ``run.command``. Bad input raises :class:`UsageError` (:class:`ConfigError` for settings).
     """
@@ -171,7 +179,8 @@ def scan(
             "require": require, "fail_on": fail_on, "min_score": min_score,
             "allow_incomplete": allow_incomplete, "exit_zero": exit_zero, "seed": seed,
             "profile": profile, "trust_model": trust_model, "isolation": isolation,
-            "baseline": baseline,
+            "baseline": baseline, "model_class": model_class, "model_kwargs": model_kwargs,
+            "model_output": model_output, "text_column": text_column,
         },
         config, rule_options, nlp_model,
     )
@@ -210,7 +219,7 @@ def _settings(
     explicit = {
         key: os.fspath(value) if isinstance(value, os.PathLike) else value
         for key, value in given.items()
-        if value is not None and not (isinstance(value, list | tuple) and not value)
+        if value is not None and not (isinstance(value, list | tuple | dict) and not value)
     }
     settings = resolve(explicit, Path(config) if config is not None else None)
     for rule_id, options in (rule_options or {}).items():
@@ -386,6 +395,10 @@ def _engine_settings(settings: Settings) -> EngineSettings:
         extra_allowed=frozenset(settings.allow_globals),
         rule_options=settings.rules,
         isolation=settings.isolation,
+        load_options=LoadOptions(
+            settings.model_class, settings.model_kwargs, settings.model_output,
+            settings.text_column,
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlaudit.core.errors import ConfigError
 from mlaudit.core.findings import JsonValue
+from mlaudit.core.load_options import ENTRY_POINT, MODEL_OUTPUTS
 from mlaudit.isolation import ISOLATION_MODES
 from mlaudit.verdict.scoring import FAIL_ON_CHOICES
 from mlaudit.verdict.waivers import Waiver, parse_waivers
@@ -71,6 +72,11 @@ class Settings:
     rules: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
     waivers: tuple[Waiver, ...] = ()
     baseline: str | None = None  # the approved report the gate compares with
+    # What the model file cannot say (mlaudit.subject.model_info.LoadOptions).
+    model_class: str | None = None  # a PyTorch state dict's architecture, pkg.module:Net
+    model_kwargs: Mapping[str, JsonValue] = field(default_factory=dict)
+    model_output: str | None = None  # logits | probabilities | regression
+    text_column: str | None = None
     tolerances: Tolerances = Tolerances()
     config_file: str | None = None
 
@@ -79,7 +85,7 @@ _KEYS = {f.name for f in fields(Settings)} - {"config_file"}
 _TUPLE_KEYS = {"select", "ignore", "format", "allow_globals", "require"}
 _BOOL_KEYS = {"allow_incomplete", "exit_zero", "trust_model"}
 # Tables only a file can hold: no environment variable spells them.
-_TABLE_KEYS = {"rules", "waivers", "tolerances"}
+_TABLE_KEYS = {"rules", "waivers", "tolerances", "model_kwargs"}
 
 
 def _file_key(key: str) -> str:
@@ -123,7 +129,8 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             raise ConfigError(f"{origin}: min_score must be between 0 and 100")
         return score
     choices = {
-        "fail_on": FAIL_ON_CHOICES, "profile": PROFILES, "isolation": ISOLATION_MODES
+        "fail_on": FAIL_ON_CHOICES, "profile": PROFILES, "isolation": ISOLATION_MODES,
+        "model_output": MODEL_OUTPUTS,
     }.get(key)
     if choices is not None and value not in choices:
         raise ConfigError(f"{origin}: {key} must be one of {', '.join(choices)}, not {value!r}")
@@ -133,6 +140,14 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         return parse_waivers(value, origin)
     if key == "tolerances":
         return _coerce_tolerances(value, origin)
+    if key == "model_kwargs":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{origin}: model_kwargs must be a table of keyword arguments")
+        return dict(value)
+    if key == "model_class" and isinstance(value, str) and not ENTRY_POINT.match(value):
+        raise ConfigError(
+            f"{origin}: model_class must be module:callable (pkg.models:Net), not {value!r}"
+        )
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {key} must be a string")
     return value

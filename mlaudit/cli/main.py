@@ -7,6 +7,7 @@ stderr, no traceback, no report written). Every error path, Click's own included
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shlex
@@ -22,6 +23,7 @@ from mlaudit.cli.compliance import COMMANDS
 from mlaudit.compliance import ENVELOPE_NAME
 from mlaudit.config import PROFILES
 from mlaudit.core.errors import EXIT_PASSED, EXIT_USAGE, InputError, UsageError
+from mlaudit.core.load_options import MODEL_OUTPUTS
 from mlaudit.core.version import __version__
 from mlaudit.isolation import ISOLATION_MODES
 from mlaudit.reports import FORMATS
@@ -81,6 +83,13 @@ def _command_line() -> str:
 @click.option("--nlp-model", help="An installed spaCy model for the personal-data rules.")
 @click.option("--baseline", type=_PATH, help="Gate only on what is new against this report.")
 @click.option("--sign-key", type=_PATH, help=f"Sign the report into {ENVELOPE_NAME} (Ed25519).")
+@click.option("--model-class", metavar="MODULE:CALLABLE",
+              help="Architecture of a PyTorch state dict (pkg.models:Net), code you vouch for.")
+@click.option("--model-kwargs", metavar="JSON", callback=lambda _c, _p, v: _json_object(v),
+              help='Keyword arguments for --model-class, as a JSON object: \'{"hidden": 64}\'.')
+@click.option("--model-output", type=click.Choice(MODEL_OUTPUTS),
+              help="How the model's raw outputs read, where its file cannot say.")
+@click.option("--text-column", help="The data column a text model reads.")
 def scan(
     model: str,
     *,
@@ -190,6 +199,19 @@ def _scan_artifact(scan_file: Callable[[str], api.Audit], name: str) -> api.Audi
         return str(error)
     except OSError as error:
         return f"cannot read it: {error.strerror or error}"
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """``--model-kwargs``: a JSON object, or a usage error saying what is wrong with it."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error.msg} at character {error.pos}") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object of keyword arguments")
+    return value
 
 
 def _folder_name(name: str, taken: set[str]) -> str:

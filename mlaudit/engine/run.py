@@ -27,6 +27,7 @@ from pathlib import Path
 
 from mlaudit.core.errors import ConfigError, ModelNotRunnable, UsageError
 from mlaudit.core.findings import Finding, JsonValue, RuleResult, Severity, Status
+from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.engine.registry import extra_hint, extra_installed, registered_rules, select_rules
 from mlaudit.isolation import ISOLATION_MODES, IsolationRecord
@@ -83,6 +84,7 @@ class EngineSettings:
     extra_allowed: frozenset[str] = frozenset()
     rule_options: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
     isolation: str = "auto"  # auto | strict | none (mlaudit.isolation.ISOLATION_MODES)
+    load_options: LoadOptions = NO_LOAD_OPTIONS
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILE_BUDGETS_S:
@@ -374,6 +376,7 @@ def _load(
         trusted=settings.trust_model,
         extra_allowed=settings.extra_allowed,
         cache=cache,
+        options=settings.load_options,
     ))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Protocol
 
+from mlaudit.core.load_options import LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.sniff import ModelFormat
 from mlaudit.subject.build import ModelArtifact
@@ -18,7 +19,8 @@ from mlaudit.subject.model_info import LoadedModel
 
 class Loader(Protocol):
     """Loads ``artifact``; ``cache`` is the run's, through which a loader reuses what the
-    scan already parsed (the ONNX loader reads its class labels from the scan's parse)."""
+    scan already parsed (the ONNX loader reads its class labels from the scan's parse);
+    ``options`` is what the user said about the model (its architecture, its text column)."""
 
     def __call__(
         self,
@@ -27,6 +29,7 @@ class Loader(Protocol):
         trusted: bool,
         extra_allowed: frozenset[str],
         cache: RunCache | None = None,
+        options: LoadOptions = ...,
     ) -> LoadedModel: ...
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlaudit.core.errors import InputError
+from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.subject.build import ModelArtifact
@@ -27,6 +28,7 @@ def load(
     trusted: bool,
     extra_allowed: frozenset[str],
     cache: RunCache | None = None,
+    options: LoadOptions = NO_LOAD_OPTIONS,
 ) -> LoadedModel:
     module_name, _, attribute_path = artifact.reference.partition(":")
     if str(Path.cwd()) not in sys.path:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlaudit.core.errors import InputError
+from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.onnx_format import parse_onnx
 from mlaudit.subject.build import ModelArtifact
@@ -28,6 +29,7 @@ def load(
     trusted: bool,
     extra_allowed: frozenset[str],
     cache: RunCache | None = None,
+    options: LoadOptions = NO_LOAD_OPTIONS,
 ) -> LoadedModel:
     try:
         import onnxruntime
@@ -37,11 +39,11 @@ def load(
             "pip install 'mlaudit[onnx]'"
         ) from None
     assert artifact.path is not None
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
+    session_options = onnxruntime.SessionOptions()
+    session_options.log_severity_level = 3
     try:
         session = onnxruntime.InferenceSession(
-            str(artifact.path), options, providers=["CPUExecutionProvider"]
+            str(artifact.path), session_options, providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # onnxruntime raises its own untyped errors
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -6,6 +6,7 @@ import pickle
 from typing import Any
 
 from mlaudit.core.errors import InputError
+from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
@@ -33,6 +34,7 @@ def load(
     trusted: bool,
     extra_allowed: frozenset[str],
     cache: RunCache | None = None,
+    options: LoadOptions = NO_LOAD_OPTIONS,
 ) -> LoadedModel:
     from joblib.numpy_pickle import NumpyUnpickler
     from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlaudit.core.errors import InputError
+from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.array_safety import refuse_unsafe_arrays
 from mlaudit.loaders.sklearn import wrap_estimator
@@ -17,6 +18,7 @@ def load(
     trusted: bool,
     extra_allowed: frozenset[str],
     cache: RunCache | None = None,
+    options: LoadOptions = NO_LOAD_OPTIONS,
 ) -> LoadedModel:
     import skops.io
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlaudit.core.errors import InputError, ModelNotRunnable
+from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.subject.build import ModelArtifact
 from mlaudit.subject.model_info import LoadedModel, Task
@@ -26,6 +27,7 @@ def load(
     trusted: bool,
     extra_allowed: frozenset[str],
     cache: RunCache | None = None,
+    options: LoadOptions = NO_LOAD_OPTIONS,
 ) -> LoadedModel:
     try:
         import torch

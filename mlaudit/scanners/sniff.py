@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mlaudit.core.errors import InputError
+from mlaudit.core.load_options import ENTRY_POINT
 from mlaudit.scanners.compressed import SNIFF_BYTES, sniff_compression
 from mlaudit.scanners.pickle import (
     GlobalImport,
@@ -41,7 +42,6 @@ TAR_MAGIC_OFFSET = 257
 TORCH_TAR_MEMBERS = frozenset({"pickle", "storages", "tensors"})
 # torch's legacy format opens with a protocol-2 pickle of its magic number (LONG1, 10 bytes).
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _TEXT_PICKLE_OPENINGS = frozenset(bytes([byte]) for byte in b"(c}])NIVSLFGJKMXUT")
 _TEXT_GLOBAL = re.compile(rb"^c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
 
