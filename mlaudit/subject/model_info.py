@@ -22,6 +22,15 @@ class Task(enum.Enum):
     UNKNOWN = "unknown"
 
 
+class InputKind(enum.Enum):
+    """What one row of the model's input is: feature columns, or one text (``feature_names``
+    then names the single data column that holds it, and the predictors receive a frame of
+    that column alone)."""
+
+    TABULAR = "tabular"
+    TEXT = "text"
+
+
 @dataclass
 class _QueryCounter:
     rows: int = 0
@@ -44,6 +53,7 @@ class LoadedModel:
     classes: tuple[object, ...] | None = None
     n_features: int | None = None
     feature_names: tuple[str, ...] | None = None
+    input_kind: InputKind = InputKind.TABULAR
     counter: _QueryCounter = field(default_factory=_QueryCounter, compare=False)
 
     @property
