@@ -114,7 +114,7 @@ endef
 demo: $(INSTALL_STAMP)
 	$(VENV_PYTHON) examples/make_demo.py --out $(DEMO)
 	rm -rf $(DEMO)/PWNED $(DEMO)/report-overfit $(DEMO)/report-regularised-skops \
-		$(DEMO)/report-regularised-onnx $(DEMO)/report-hostile $(DEMO)/keys
+		$(DEMO)/report-regularised-onnx $(DEMO)/report-hostile $(DEMO)/report-leaky $(DEMO)/keys
 	$(MLAUDIT) keygen --out $(DEMO)/keys
 	@$(MLAUDIT) --help >/dev/null || { echo "demo: '$(MLAUDIT) --help' failed" >&2; exit 1; }
 	@$(call scan,model-overfit.joblib,$(DEMO)/report-overfit,$(DEMO)/model-overfit.joblib \
@@ -124,7 +124,7 @@ demo: $(INSTALL_STAMP)
 	@$(call scan,model-regularised.skops,$(DEMO)/report-regularised-skops, \
 		$(DEMO)/model-regularised.skops \
 		--train $(DEMO)/train.csv --holdout $(DEMO)/holdout.csv --target approved \
-		--config examples/mlaudit-demo.toml \
+		--current $(DEMO)/current.csv --config examples/mlaudit-demo.toml \
 		$(CODE_AND_DEPS) -o $(DEMO)/report-regularised-skops $(ALL_FORMATS),0|1)
 	@$(call scan,model-regularised.onnx,$(DEMO)/report-regularised-onnx, \
 		$(DEMO)/model-regularised.onnx \
@@ -134,8 +134,16 @@ demo: $(INSTALL_STAMP)
 		-o $(DEMO)/report-regularised-onnx $(ALL_FORMATS),0|1)
 	@$(call scan,model-hostile.pkl,$(DEMO)/report-hostile,$(DEMO)/model-hostile.pkl \
 		--data $(DEMO)/holdout.csv --target approved -o $(DEMO)/report-hostile,1)
+	@$(call scan,model-leaky.skops,$(DEMO)/report-leaky,$(DEMO)/model-leaky.skops \
+		--train $(DEMO)/train-leaky.csv --holdout $(DEMO)/holdout-leaky.csv --target approved \
+		--select MLA1 --select MLA7 -o $(DEMO)/report-leaky $(ALL_FORMATS),1)
 	@$(call expect,$(DEMO)/report-overfit,MLA302,failed)
 	@$(call expect,$(DEMO)/report-regularised-skops,MLA302,passed)
+	@# Drift: the skops scan's current data is the holdout after a shift.
+	@$(call expect,$(DEMO)/report-regularised-skops,MLA704,failed)
+	@# Serving: the profile, measured in the worker, within the demo's thresholds.
+	@$(call expect,$(DEMO)/report-regularised-skops,MLA801,passed)
+	@$(call expect,$(DEMO)/report-leaky,MLA703,failed)
 	@# The signed ONNX report verifies against its model and data, and not against another model.
 	$(MLAUDIT) verify $(DEMO)/report-regularised-onnx/report.intoto.json \
 		--key $(DEMO)/keys/mlaudit.pub --report $(DEMO)/report-regularised-onnx/report.json \

@@ -17,6 +17,10 @@ Writes into the output directory:
   numeric feature (named after the column) and probabilities as a plain float tensor.
 * ``model-hostile.pkl`` -- a pickle whose ``__reduce__`` runs ``touch <out>/PWNED`` when loaded.
   It is written with ``pickle.dumps`` and never loaded here; a scanner must block it unloaded.
+* ``current.csv`` -- "production" data for the drift rule (MLA704): the holdout with incomes
+  raised and credit scores lowered, as after a change in who applies.
+* ``train-leaky.csv`` / ``holdout-leaky.csv`` / ``model-leaky.skops`` -- the leakage rule's case
+  (MLA703): the regularised pipeline retrained with a column that is the label plus noise.
 
 Models are trained on the numeric features only, from pandas DataFrames, so every fitted
 estimator carries ``feature_names_in_``.
@@ -321,7 +325,48 @@ def build(out: Path) -> list[tuple[str, str]]:
 
     (out / "model-hostile.pkl").write_bytes(hostile_pickle(marker))
     written.append(("model-hostile.pkl", f"runs `touch {marker}` if loaded -- never load it"))
-    return written
+
+    write_csv(drifted(holdout), out / "current.csv")
+    written.append(("current.csv", "the holdout after a shift: incomes x1.4, credit scores -60"))
+    return written + build_leaky(out)
+
+
+def drifted(holdout: pd.DataFrame) -> pd.DataFrame:
+    """The holdout as production might see it a year on: higher incomes (and loans), lower
+    credit scores, the rest unchanged."""
+    current = holdout.copy()
+    current["income"] = np.round(current["income"] * 1.4, -2).astype(np.int64)
+    current["loan_amount"] = np.round(current["loan_amount"] * 1.3, -2).astype(np.int64)
+    current["credit_score"] = np.clip(current["credit_score"] - 60, 300, 850).astype(np.int64)
+    return current
+
+
+LEAKY_COLUMN = "underwriter_score"
+
+
+def build_leaky(out: Path) -> list[tuple[str, str]]:
+    """The leaky variant for MLA703: the demo's split with one more column,
+    ``underwriter_score``, the label plus a little noise (a score only known once the decision
+    is made), and the regularised pipeline retrained with it. Its holdout accuracy is perfect,
+    and means nothing."""
+    import skops.io
+
+    out.mkdir(parents=True, exist_ok=True)
+    train, holdout = split(make_dataset())
+    rng = np.random.default_rng(SEED + 1)
+    for frame in (train, holdout):
+        frame[LEAKY_COLUMN] = np.round(frame[TARGET] + rng.normal(0.0, 0.05, len(frame)), 3)
+    write_csv(train, out / "train-leaky.csv")
+    write_csv(holdout, out / "holdout-leaky.csv")
+    columns = [*FEATURES, LEAKY_COLUMN]
+    leaky = fit_regularised(train[columns], train[TARGET])
+    skops.io.dump(leaky, out / "model-leaky.skops")
+    return [
+        ("train-leaky.csv / holdout-leaky.csv", f"the demo split plus {LEAKY_COLUMN}"
+         " (the label plus noise)"),
+        ("model-leaky.skops", "StandardScaler+LogisticRegression(C=0.1) with the leaky column,"
+         f" holdout accuracy {accuracy(leaky, holdout[columns], holdout[TARGET]):.3f}"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from mlaudit.core.errors import EXIT_GATE_FAILED, EXIT_PASSED, UsageError
 from mlaudit.core.findings import Finding, JsonValue, ModelIdentity, RuleResult
 from mlaudit.core.load_options import LoadOptions
 from mlaudit.core.runcache import RunCache
+from mlaudit.distributed import Cluster, ClusterSettings, open_cluster
 from mlaudit.engine.run import (
     AuditRun,
     EngineSettings,
@@ -53,14 +54,21 @@ from mlaudit.reports.console import html_summary
 from mlaudit.rules.base import Rule, Stage
 from mlaudit.scanners.inventory import ImportInventory
 from mlaudit.scanners.sniff import ModelFormat
-from mlaudit.subject.build import ModelArtifact, Subject, build_subject
+from mlaudit.subject.build import (
+    DATA_ROLES,
+    LABELS_OPTIONAL,
+    ModelArtifact,
+    Subject,
+    build_subject,
+    require_current_columns,
+    with_optional_target,
+)
 from mlaudit.subject.data import Dataset, dataset_from_frame
 from mlaudit.subject.model_info import LoadedModel
 from mlaudit.verdict.scoring import GatePolicy, decide_gate, score_results
 from mlaudit.verdict.waivers import apply_waivers
 
 PERSONAL_DATA_RULES = ("MLA401", "MLA402", "MLA403")
-DATA_ROLES = ("data", "train", "holdout")  # build_subject's order, which the report keeps
 
 PathInput: TypeAlias = str | os.PathLike[str]
 DataInput: TypeAlias = str | os.PathLike[str] | pd.DataFrame | None
@@ -128,6 +136,8 @@ def scan(
     data: DataInput = None,
     train: DataInput = None,
     holdout: DataInput = None,
+    reference: DataInput = None,
+    current: DataInput = None,
     target: str | None = None,
     source: PathInput | None = None,
     requirements: PathInput | Sequence[PathInput] = (),
@@ -144,6 +154,8 @@ def scan(
     profile: str | None = None,
     trust_model: bool | None = None,
     isolation: str | None = None,
+    dask_scheduler: str | None = None,
+    workers: int | None = None,
     config: PathInput | None = None,
     rule_options: Mapping[str, Mapping[str, JsonValue]] | None = None,
     baseline: PathInput | None = None,
@@ -160,7 +172,9 @@ def scan(
     ``model`` is a model file or folder, a ``module:callable`` reference, or a fitted model
     object (anything with ``predict``, or a function from a DataFrame to predictions). An
     object has no file for the artifact rules to scan (they are skipped, saying so) and runs
-    in this process. ``data``, ``train`` and ``holdout`` are data files or DataFrames.
+    in this process. ``data``, ``train`` and ``holdout`` are data files or DataFrames, and so
+    are ``reference`` (what drift is measured against; the training data when not given) and
+    ``current`` (production data), whose target column is optional.
 
     The keyword arguments are the CLI's options; one left at None (or empty) falls through to
     ``MLAUDIT_*`` environment variables, then to the config file (``config``, else
@@ -169,6 +183,8 @@ def scan(
     ``model_class`` (``pkg.models:Net``, called with ``model_kwargs``) is the architecture of a
     PyTorch state dict, ``model_output`` how the model's raw outputs read (``logits``,
     ``probabilities``, ``regression``), ``text_column`` the data column a text model reads.
+    ``dask_scheduler`` (``tcp://host:8786``) or ``workers`` (a local cluster of that many
+    processes) fans reference-model fits out to Dask; the report is the local run's.
     ``progress`` receives one line per step; ``command`` is recorded as the report's
     ``run.command``. Bad input raises :class:`UsageError` (:class:`ConfigError` for settings).
     """
@@ -179,12 +195,16 @@ def scan(
             "require": require, "fail_on": fail_on, "min_score": min_score,
             "allow_incomplete": allow_incomplete, "exit_zero": exit_zero, "seed": seed,
             "profile": profile, "trust_model": trust_model, "isolation": isolation,
+            "dask_scheduler": dask_scheduler, "workers": workers,
             "baseline": baseline, "model_class": model_class, "model_kwargs": model_kwargs,
             "model_output": model_output, "text_column": text_column,
         },
         config, rule_options, nlp_model,
     )
-    roles = {"data": data, "train": train, "holdout": holdout}
+    roles = {
+        "data": data, "train": train, "holdout": holdout, "reference": reference,
+        "current": current,
+    }
     _check_objects(model, roles)
     rules = load_rules(settings.select, settings.ignore)
     engine_settings = _engine_settings(settings)
@@ -193,16 +213,20 @@ def scan(
     prior = Baseline.read(Path(settings.baseline)) if settings.baseline else None
     loaded: LoadedModel | None = None
     if isinstance(model, str | os.PathLike):
-        reference: str | ModelArtifact = os.fspath(model)
+        model_reference: str | ModelArtifact = os.fspath(model)
     else:
-        loaded, reference = _loaded(model), _in_memory_artifact(model)
+        loaded, model_reference = _loaded(model), _in_memory_artifact(model)
     # One cache for the run: what scanning the model file parsed, the rules reuse.
     cache = RunCache()
     subject = _subject(
-        reference, roles=roles, source=source, requirements=_paths(requirements),
+        model_reference, roles=roles, source=source, requirements=_paths(requirements),
         environment=env, settings=settings, cache=cache,
     )
-    run, caught = _run(subject, rules, engine_settings, progress, cache, loaded=loaded)
+    cluster = ClusterSettings(settings.dask_scheduler, settings.workers)
+    with open_cluster(cluster) as opened:
+        run, caught = _run(
+            subject, rules, engine_settings, progress, cache, loaded=loaded, cluster=opened
+        )
     return _decide(
         run, subject, rules=rules, settings=settings, prior=prior, caught=caught,
         info=RunInfo.new(started, command or "mlaudit.scan() from Python"),
@@ -305,6 +329,8 @@ def _subject(
         data=_data_path(roles["data"]),
         train=_data_path(roles["train"]),
         holdout=_data_path(roles["holdout"]),
+        reference=_data_path(roles["reference"]),
+        current=_data_path(roles["current"]),
         target=settings.target,
         source=Path(source) if source is not None else None,
         requirements=requirements,
@@ -320,6 +346,7 @@ def _subject(
     if not frames:
         return subject
     datasets = sorted([*subject.datasets, *frames], key=lambda d: DATA_ROLES.index(d.role))
+    require_current_columns(datasets)
     return dataclasses.replace(subject, datasets=tuple(datasets))
 
 
@@ -339,10 +366,12 @@ def _frame_dataset(frame: pd.DataFrame, role: str, target: str | None) -> Datase
     copied = frame.copy()
     digest = _HashingWriter()
     copied.to_csv(digest, index=False, lineterminator="\n")
-    return dataset_from_frame(
-        copied, role, target, path=IN_MEMORY_DATA, sha256=digest.hash.hexdigest(),
-        described=f"the {role} DataFrame",
+    labelled = role not in LABELS_OPTIONAL
+    dataset = dataset_from_frame(
+        copied, role, target if labelled else None, path=IN_MEMORY_DATA,
+        sha256=digest.hash.hexdigest(), described=f"the {role} DataFrame",
     )
+    return dataset if labelled else with_optional_target(dataset, target)
 
 
 class _HashingWriter(io.TextIOBase):
@@ -410,13 +439,16 @@ def _run(
     cache: RunCache,
     *,
     loaded: LoadedModel | None,
+    cluster: Cluster | None = None,
 ) -> tuple[AuditRun, list[str]]:
     """The engine's run, and the library warnings it raised, as the report records them."""
     # Library warnings (a model pickled by another scikit-learn version, say) belong in the
     # report, where a reader can weigh them, not interleaved with the summary on stderr.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = run_audit(subject, rules, settings, progress or _ignore, cache, loaded=loaded)
+        run = run_audit(
+            subject, rules, settings, progress or _ignore, cache, loaded=loaded, cluster=cluster
+        )
     return run, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 

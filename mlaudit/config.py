@@ -78,6 +78,10 @@ class Settings:
     model_output: str | None = None  # logits | probabilities | regression
     text_column: str | None = None
     tolerances: Tolerances = Tolerances()
+    # A Dask scheduler's address (tcp://host:8786), or a local cluster of ``workers``
+    # processes, for the work rules fan out (mlaudit.distributed).
+    dask_scheduler: str | None = None
+    workers: int | None = None
     config_file: str | None = None
 
 
@@ -120,6 +124,12 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
             return int(value)
         raise ConfigError(f"{origin}: seed must be an integer, not {value!r}")
+    if key == "workers":
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{origin}: workers must be a whole number of at least 1")
+        return value
     if key == "min_score":
         try:
             score = float(value)

@@ -264,8 +264,14 @@ def test_bad_in_memory_input_raises(frames: tuple[pd.DataFrame, pd.DataFrame]) -
         mlaudit.scan(model, data=train, isolation="strict")
     with pytest.raises(mlaudit.InputError, match="target column 'label' is not in the data"):
         mlaudit.scan(model, data=train, target="label")
-    with pytest.raises(mlaudit.InputError, match="the model cannot predict"):
-        mlaudit.scan(LogisticRegression(), data=train, target=TARGET, select=["MLA702"])
+    # A model that raises when queried leaves the rules that query it in error: a report
+    # whose gate fails closed, not an exception (what was found without querying it stands).
+    unfitted = mlaudit.scan(LogisticRegression(), data=train, target=TARGET, select=["MLA702"])
+    [result] = unfitted.results
+    assert result.status.value == "error"
+    assert result.reason is not None
+    assert result.reason.startswith("the model cannot predict on data file <in-memory DataFrame>")
+    assert (unfitted.passed, unfitted.exit_code) == (False, 1)
     with pytest.raises(mlaudit.InputError, match="the holdout DataFrame has columns but no rows"):
         mlaudit.scan(model, holdout=train.iloc[:0], select=["MLA1"])
 

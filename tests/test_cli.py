@@ -468,7 +468,17 @@ def test_model_that_cannot_predict(run_cli: Runner, tmp_path: Path) -> None:
     model_path.write_bytes(pickle.dumps(model))
     data = tmp_path / "text.csv"
     pd.DataFrame({"a": ["x", "y"], "b": ["z", "w"]}).to_csv(data, index=False)
-    assert_usage_error(run_cli("scan", model_path, "--data", data), "the model cannot predict")
+    # The report is still written, the artifact rules' results in it; the rules that query
+    # the model are in error with the reason, so the gate fails closed (exit 1).
+    result = run_cli("scan", model_path, "--data", data, "--select", "MLA1", "--select", "MLA702")
+    assert result.exit_code == 1
+    assert result.result("MLA101")["status"] == "passed"
+    assert result.result("MLA702")["status"] == "error"
+    assert result.result("MLA702")["reason"].startswith(
+        f"the model cannot predict on data file {data}: ValueError: could not convert string "
+        "to float: 'x'; check that the data has the columns, types and encodings the model "
+        "was trained on"
+    )
 
 
 def test_unknown_rule_in_select(run_cli: Runner, workspace: Workspace) -> None:

@@ -507,3 +507,37 @@ def test_any_fail_on_string_through_resolve(
 def test_any_environment_string_resolves_or_raises_config_error(key: str, value: str) -> None:
     with contextlib.suppress(ConfigError):
         load_environment({key: value})
+
+
+# --- what the user tells the loader about the model ----------------------------------------
+
+
+def test_model_load_options_from_file_and_cli(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "mlaudit.toml",
+        'model_class = "nets:Mlp"\nmodel_output = "logits"\n'
+        "[model_kwargs]\nwidth = 16\nactivation = \"relu\"\n",
+    )
+    settings_ = _resolve(tmp_path)
+    assert settings_.model_class == "nets:Mlp"
+    assert settings_.model_output == "logits"
+    assert dict(settings_.model_kwargs) == {"width": 16, "activation": "relu"}
+    cli = {"model_class": "pkg.nets:build", "model_output": "probabilities"}
+    overridden = _resolve(tmp_path, cli=cli)
+    assert (overridden.model_class, overridden.model_output) == ("pkg.nets:build", "probabilities")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('model_class = "nets.Mlp"\n', "model_class must be module:callable"),
+        ('model_output = "scores"\n', "model_output must be one of logits, probabilities"),
+        ("model_kwargs = 3\n", "model_kwargs must be a table"),
+    ],
+)
+def test_bad_model_load_options_are_config_errors(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    _write(tmp_path / "mlaudit.toml", text)
+    with pytest.raises(ConfigError, match=message):
+        _resolve(tmp_path)

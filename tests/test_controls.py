@@ -13,7 +13,15 @@ from mlaudit.reports.build import controls_document
 from mlaudit.reports.html import HtmlRenderer
 from mlaudit.reports.rule_pages import rule_markdown
 from mlaudit.rules.base import Rule
-from mlaudit.rules.controls import CATALOGUE, EU_AI_ACT, GDPR, NIST, OWASP, catalogue_order
+from mlaudit.rules.controls import (
+    CATALOGUE,
+    EU_AI_ACT,
+    GDPR,
+    NIST,
+    OWASP,
+    OWASP_API,
+    catalogue_order,
+)
 from tests.conftest import TARGET, Runner, Workspace
 from tests.test_report import validate
 
@@ -33,11 +41,14 @@ BUILTIN = _builtin()
 
 
 def test_catalogue_ids_are_short_stable_and_titled() -> None:
-    pattern = re.compile(r"^(OWASP-ML\d{2}|NIST-AI-RMF-MEASURE-2\.\d+|EU-AI-ACT-15\.\d|GDPR-35)$")
+    pattern = re.compile(
+        r"^(OWASP-ML\d{2}|OWASP-API\d{1,2}|NIST-AI-RMF-(MEASURE|MANAGE)-\d\.\d+|EU-AI-ACT-15\.\d"
+        r"|GDPR-35)$"
+    )
     for control_id, entry in CATALOGUE.items():
         assert pattern.match(control_id), control_id
         assert entry.id == control_id
-        assert entry.framework in (OWASP, NIST, EU_AI_ACT, GDPR)
+        assert entry.framework in (OWASP, OWASP_API, NIST, EU_AI_ACT, GDPR)
         assert entry.title
         assert entry.url.startswith("https://")
     assert len(CATALOGUE) == len({c.title for c in CATALOGUE.values()})
@@ -54,7 +65,7 @@ def test_every_builtin_rule_names_known_controls(rule: type[Rule]) -> None:
 def test_each_framework_is_covered() -> None:
     cited = {c for rule in BUILTIN for c in rule.meta.controls}
     frameworks = {CATALOGUE[c].framework for c in cited}
-    assert frameworks == {OWASP, NIST, EU_AI_ACT, GDPR}
+    assert frameworks == {OWASP, OWASP_API, NIST, EU_AI_ACT, GDPR}
     for expected in ("OWASP-ML01", "OWASP-ML04", "OWASP-ML06", "NIST-AI-RMF-MEASURE-2.7",
                      "NIST-AI-RMF-MEASURE-2.10", "EU-AI-ACT-15.5", "GDPR-35"):
         assert expected in cited

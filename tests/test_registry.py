@@ -37,8 +37,8 @@ def test_selection_by_prefix_case_insensitive() -> None:
 
 
 def test_unknown_selector_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="MLA8"):
-        select_rules(registered_rules(), ["MLA8"], [])
+    with pytest.raises(UsageError, match="MLA9"):
+        select_rules(registered_rules(), ["MLA9"], [])
 
 
 def test_a_plugin_prefix_selects_the_plugin_and_mla_only_mlaudit(

@@ -57,6 +57,9 @@ def _command_line() -> str:
 @click.option("--data", type=_PATH, help="A data sample to query the model with.")
 @click.option("--train", type=_PATH, help="Training data (members); also serves as the sample.")
 @click.option("--holdout", type=_PATH, help="Held-out data (non-members); also the sample.")
+@click.option("--reference", type=_PATH,
+              help="Data drift is measured against (default: the training data).")
+@click.option("--current", type=_PATH, help="Current (production) data, checked for drift.")
 @click.option("--target", help="Name of the label column.")
 @click.option("--source", type=_PATH, help="Source tree of the training and serving code.")
 @click.option("--requirements", type=_PATH, multiple=True, help="Requirements file (repeatable).")
@@ -75,6 +78,10 @@ def _command_line() -> str:
 @click.option("--trust-model", is_flag=True, default=None, help="Load the model even if blocked.")
 @click.option("--isolation", type=click.Choice(ISOLATION_MODES),
               help="Where the model runs: auto (isolated worker, default), strict, none.")
+@click.option("--dask-scheduler", metavar="ADDRESS",
+              help="Fan reference-model fits out to this Dask scheduler (tcp://host:8786).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Fan them out to a local Dask cluster of this many worker processes.")
 @click.option("--config", type=_PATH, help="Configuration file (TOML).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict line, and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each step, with the time it started.")

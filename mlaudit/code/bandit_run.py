@@ -100,6 +100,14 @@ def plugin_loaded() -> bool:
     return set(ML_TESTS) <= set(extension_loader.MANAGER.plugins_by_id)
 
 
+def _mlaudit_tests() -> set[str]:
+    """The ids of every bandit test mlaudit registers (its ML tests and its serving tests)."""
+    return {
+        plugin.plugin._test_id for plugin in extension_loader.MANAGER.plugins
+        if plugin.plugin.__module__.startswith("mlaudit.")
+    }
+
+
 def _ini_options(root: Path) -> dict[str, str]:
     """The ``[bandit]`` section of a ``.bandit`` file at the root, as ``bandit -r`` reads it."""
     path = root / ".bandit"
@@ -166,13 +174,13 @@ def _bandit_config(options: BanditOptions) -> Any:
 def _profile(config: Any, options: BanditOptions) -> dict[str, set[str]]:
     """bandit's test selection: the config file's ``tests``/``skips`` plus the ini file's.
 
-    An explicit ``tests`` list still runs mlaudit's tests (MLA502 is selected in mlaudit, not
-    in bandit's configuration); ``skips`` can turn them off like any bandit test.
+    An explicit ``tests`` list still runs mlaudit's tests (MLA502 and MLA802 are selected in
+    mlaudit, not in bandit's configuration); ``skips`` can turn them off like any bandit test.
     """
     tests = set(config.get_option("tests") or []) | options.tests
     skips = set(config.get_option("skips") or []) | options.skips
     if tests:
-        tests |= set(ML_TESTS) - skips
+        tests |= _mlaudit_tests() - skips
     return {"include": tests, "exclude": skips}
 
 

@@ -22,21 +22,23 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlaudit.core.errors import ConfigError, ModelNotRunnable, UsageError
 from mlaudit.core.findings import Finding, JsonValue, RuleResult, Severity, Status
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
+from mlaudit.distributed import Cluster
 from mlaudit.engine.registry import extra_hint, extra_installed, registered_rules, select_rules
 from mlaudit.isolation import ISOLATION_MODES, IsolationRecord
 from mlaudit.isolation.transport import ModelInfo
-from mlaudit.isolation.worker import WorkerJob, run_job
+from mlaudit.isolation.worker import WorkerJob, parent_delegate, run_job
 from mlaudit.loaders import Loader, loader_for
 from mlaudit.loaders.load_gate import LoadDecision, LoadStatus, decide
 from mlaudit.rules.base import (
     BudgetExceeded,
+    Delegate,
     OptionKind,
     OptionValueError,
     Requirement,
@@ -47,6 +49,7 @@ from mlaudit.rules.base import (
     Stage,
 )
 from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.serving.resources import measure_load
 from mlaudit.subject import compat
 from mlaudit.subject.build import Subject
 from mlaudit.subject.model_info import LoadedModel
@@ -126,6 +129,15 @@ class AuditRun:
 
 
 @dataclass
+class _QueryProbe:
+    """Why the loaded model raised when queried with a few rows of the data (None: it did
+    not). Set where the model is loaded; the rules that query it are then ``error`` with
+    that reason (an audit that could not query the model fails the gate), the rest run."""
+
+    failure: str | None = None
+
+
+@dataclass
 class _ModelStage:
     """What loading the model produced: the model in-process (isolation none), what the worker
     said about it, results the worker sent, or why the model could not run."""
@@ -136,6 +148,7 @@ class _ModelStage:
     worker_results: dict[str, RuleResult] = field(default_factory=dict)
     not_runnable: str | None = None
     isolation: IsolationRecord | None = None
+    probe: _QueryProbe = field(default_factory=_QueryProbe)
 
 
 def load_rules(select: Iterable[str] = (), ignore: Iterable[str] = ()) -> list[type[Rule]]:
@@ -203,6 +216,7 @@ def run_audit(
     cache: RunCache | None = None,
     *,
     loaded: LoadedModel | None = None,
+    cluster: Cluster | None = None,
 ) -> AuditRun:
     """Run ``rules`` on ``subject``. ``cache`` is the run's: give the one the subject was built
     with (:func:`mlaudit.subject.build.build_subject`) so the model file is parsed once; by default
@@ -220,6 +234,7 @@ def run_audit(
             "process; save it to a file to audit it in an isolated worker"
         )
     configured = configure(rules, settings)
+    settings = _with_text_column(settings, subject)
     cache = cache if cache is not None else RunCache()
     in_memory = loaded is not None
     by_stage = {
@@ -232,20 +247,27 @@ def run_audit(
     ]
     stage = _ModelStage()
     # Only rules that query the model make it worth loading (MLA401 reads the data alone).
+    # One that can also run without it (uses_model_if_loaded) runs after the worker, on the
+    # data alone, when the model does not load.
     model_rules = [
-        r for r in by_stage[Stage.BEHAVIOURAL] if Requirement.MODEL in r.rule.meta.requires
+        r for r in by_stage[Stage.BEHAVIOURAL]
+        if Requirement.MODEL in r.rule.meta.requires or r.rule.meta.uses_model_if_loaded
     ]
+    # A model given in memory has no file for the cluster's workers to load.
+    delegate = _delegate(cluster, subject, results, settings) if loaded is None else None
     if loaded is not None:
-        stage = _in_memory_stage(subject, loaded, queried=bool(model_rules))
+        stage = _in_memory_stage(subject, loaded, settings, queried=bool(model_rules))
     elif model_rules:
         stage = _model_stage(
-            subject, model_rules, results, settings, cache=cache, progress=progress
+            subject, model_rules, results, settings, cache=cache, progress=progress,
+            delegate=delegate,
         )
     for rule_stage in (Stage.BEHAVIOURAL, Stage.STATIC):
         results.extend(
             stage.worker_results.get(r.rule.meta.id) or _run_rule(
                 r, subject, stage.model, stage.decision, settings=settings, cache=cache,
                 progress=progress, not_runnable=stage.not_runnable, in_memory=in_memory,
+                query_failure=stage.probe.failure, delegate=delegate,
             )
             for r in by_stage[rule_stage]
         )
@@ -262,7 +284,26 @@ def run_audit(
     return AuditRun(tuple(results), stage.decision, stage.info, isolation, source, model_type)
 
 
-def _in_memory_stage(subject: Subject, model: LoadedModel, *, queried: bool) -> _ModelStage:
+def _delegate(
+    cluster: Cluster | None,
+    subject: Subject,
+    artifact_results: Sequence[RuleResult],
+    settings: EngineSettings,
+) -> Delegate | None:
+    """Where the model worker's rules send the work they fan out: the run's cluster, whose
+    workers load the model file through the same gate, with the same settings."""
+    if cluster is None:
+        return None
+    return cluster.delegate_for(
+        subject, artifact_results, trust_model=settings.trust_model,
+        extra_allowed=settings.extra_allowed, load_options=settings.load_options,
+        isolation=settings.isolation,
+    )
+
+
+def _in_memory_stage(
+    subject: Subject, model: LoadedModel, settings: EngineSettings, *, queried: bool
+) -> _ModelStage:
     """A model given in memory: no gate (no bytes to scan), no loader, no worker. What the
     report says of it is known without querying it; the data is checked against it only
     when a rule will query it, as a loaded file model's is."""
@@ -274,9 +315,9 @@ def _in_memory_stage(subject: Subject, model: LoadedModel, *, queried: bool) -> 
     if not queried:
         return _ModelStage(info=ModelInfo.of(model), isolation=isolation)
     decision = LoadDecision(LoadStatus.ALLOWED, (IN_MEMORY_LOAD_REASON,))
-    return _ModelStage(
-        decision, _usable(subject, model), ModelInfo.of(model), isolation=isolation
-    )
+    probe = _QueryProbe()
+    model = _usable(subject, model, settings, probe)
+    return _ModelStage(decision, model, ModelInfo.of(model), isolation=isolation, probe=probe)
 
 
 def _model_stage(
@@ -287,6 +328,7 @@ def _model_stage(
     *,
     cache: RunCache,
     progress: Progress,
+    delegate: Delegate | None = None,
 ) -> _ModelStage:
     """The load gate, then the model loaded in a worker (or here, with isolation none)."""
     decision = decide(subject.model, earlier, trust_model=settings.trust_model)
@@ -306,20 +348,24 @@ def _model_stage(
         if _unmet_requirement(r.rule, subject, decision, None, model_ready=True) is None
     ]
     worker_cache = _WorkerCache(cache)
+    probe = _QueryProbe()  # set and read in the worker, where the model is loaded and queried
     outcome = run_job(
         WorkerJob(
             rules=runnable,
-            load=lambda: _load(subject, loader, settings, worker_cache.get()),
+            load=lambda: _load(subject, loader, settings, worker_cache.get(), probe),
             run_rule=lambda rule, model, report: _run_rule(
                 configured[rule.meta.id], subject, model, decision, settings=settings,
                 cache=worker_cache.get(), progress=report, call=_call_directly,
+                delegate=parent_delegate(),
+                query_failure=probe.failure,
             ),
             budget_for=lambda rule_id: configured[rule_id].budget_s,
             load_budget_s=PROFILE_BUDGETS_S[settings.profile],
-            read_paths=_model_read_paths(subject),
+            read_paths=_model_read_paths(subject, settings),
             memory_bytes=_memory_headroom(),
             strict=settings.isolation == "strict",
             progress=progress,
+            delegate=delegate,
         )
     )
     return _ModelStage(
@@ -360,39 +406,73 @@ def _in_process(
         "this platform cannot fork a worker: " + _IN_PROCESS_NOTE.split(": ", 1)[1]
     )
     isolation = IsolationRecord.of(settings.isolation, None, note)
+    probe = _QueryProbe()
     try:
-        model = _load(subject, loader, settings, cache)
+        model = _load(subject, loader, settings, cache, probe)
     except ModelNotRunnable as reason:
         return _ModelStage(decision, not_runnable=str(reason), isolation=isolation)
-    return _ModelStage(decision, model, ModelInfo.of(model), isolation=isolation)
+    return _ModelStage(decision, model, ModelInfo.of(model), isolation=isolation, probe=probe)
 
 
 def _load(
-    subject: Subject, loader: Loader, settings: EngineSettings, cache: RunCache
+    subject: Subject,
+    loader: Loader,
+    settings: EngineSettings,
+    cache: RunCache,
+    probe: _QueryProbe,
 ) -> LoadedModel:
-    """The model, loaded and checked to be queryable with every data file."""
-    return _usable(subject, loader(
+    """The model, loaded and checked against every data file (see :func:`_usable`); what the
+    load alone cost (time, memory) is measured around the loader, for MLA801."""
+    return _usable(subject, measure_load(lambda: loader(
         subject.model,
         trusted=settings.trust_model,
         extra_allowed=settings.extra_allowed,
         cache=cache,
         options=settings.load_options,
-    ))
+    )), settings, probe)
 
 
-def _usable(subject: Subject, model: LoadedModel) -> LoadedModel:
-    """``model``, once every data file is known to fit it (an input error otherwise)."""
+def _with_text_column(settings: EngineSettings, subject: Subject) -> EngineSettings:
+    """The data's one text column as ``text_column`` when the user named none, so a text
+    model reads it wherever it is loaded (this worker, a cluster's); other models ignore it."""
+    column = compat.sole_text_column(subject.datasets)
+    if settings.load_options.text_column is not None or column is None:
+        return settings
+    return replace(settings, load_options=replace(settings.load_options, text_column=column))
+
+
+def _usable(
+    subject: Subject, model: LoadedModel, settings: EngineSettings, probe: _QueryProbe
+) -> LoadedModel:
+    """``model`` with its text column named, once every data file is known to have the
+    columns it takes (an input error otherwise). A model that raises on a few rows of the
+    data does not stop the audit: ``probe`` records why, for the rules that query it."""
+    model = compat.with_text_column(model, subject.datasets, settings.load_options.text_column)
     for dataset in subject.datasets:
-        compat.require_usable(dataset, model)
+        try:
+            compat.require_usable(dataset, model)
+        except compat.QueryFailure as failure:
+            probe.failure = str(failure)
+            break
     return model
 
 
-def _model_read_paths(subject: Subject) -> tuple[Path, ...]:
-    """Beyond Python's own paths, what the worker must read: the model file, or for a
-    ``module:callable`` model the working folder its module is imported from."""
+def _model_read_paths(subject: Subject, settings: EngineSettings) -> tuple[Path, ...]:
+    """Beyond Python's own paths, what the worker must read: the model file, and the working
+    folder where the user's own modules are imported from: a ``module:callable`` model's, a
+    ``model_class``'s, or the classes a pickle names that the user allowed or trusted; and
+    the data files."""
     paths = [subject.model.path] if subject.model.path is not None else []
-    if subject.model.format is ModelFormat.ENTRY_POINT:
+    if (
+        subject.model.format is ModelFormat.ENTRY_POINT
+        or settings.load_options.model_class is not None
+        or settings.extra_allowed
+        or settings.trust_model
+    ):
         paths.append(Path.cwd())
+    # The data files: the worker holds their rows already (forked with the subject), and the
+    # data rules read a file again to count exactly what the loader only sampled.
+    paths.extend(d.path for d in subject.datasets if d.path.is_file())
     return tuple(paths)
 
 
@@ -468,6 +548,8 @@ def _run_rule(
     not_runnable: str | None = None,
     call: Call | None = None,
     in_memory: bool = False,
+    query_failure: str | None = None,
+    delegate: Delegate | None = None,
 ) -> RuleResult:
     rule, budget = configured.rule, configured.budget_s
     meta = rule.meta
@@ -478,12 +560,20 @@ def _run_rule(
     if unmet is not None:
         progress(f"{meta.id} skipped: {unmet}")
         return RuleResult(meta.id, meta.name, meta.family.value, Status.SKIPPED, None, unmet)
+    if query_failure is not None and Requirement.MODEL in meta.requires:
+        # Not skipped: the rule applies and was asked for, so not running it leaves the audit
+        # incomplete, and the gate fails closed (unless --allow-incomplete).
+        progress(f"{meta.id} error: {query_failure}")
+        return RuleResult(
+            meta.id, meta.name, meta.family.value, Status.ERROR, None, query_failure
+        )
     counted = model.counting() if model is not None else None
     ctx = RuleContext(
         meta, subject, counted, configured.options, settings.seed, settings.profile,
         time.monotonic() + budget,
         progress=lambda message: progress(f"{meta.id} {message}"),
         cache=cache,
+        delegate=delegate,
     )
     progress(f"{meta.id} {meta.name}")
     started = time.perf_counter()

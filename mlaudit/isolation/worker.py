@@ -20,14 +20,14 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlaudit.core.errors import ConfigError, InputError, ModelNotRunnable, UsageError
-from mlaudit.core.findings import RuleResult, Status, result_document
+from mlaudit.core.findings import JsonValue, RuleResult, Status, result_document
 from mlaudit.isolation.sandbox import Confinement, Limits, confine, system_read_paths
 from mlaudit.isolation.transport import (
     MAX_MESSAGE_BYTES,
@@ -37,7 +37,7 @@ from mlaudit.isolation.transport import (
     encode,
     result_from_json,
 )
-from mlaudit.rules.base import Rule
+from mlaudit.rules.base import Delegate, Rule
 from mlaudit.subject.model_info import LoadedModel
 
 Progress = Callable[[str], None]
@@ -72,6 +72,9 @@ class WorkerJob:
     memory_bytes: int
     strict: bool
     progress: Progress = lambda _: None
+    # The run's cluster, which the parent reaches for the worker: a rule's delegated work
+    # crosses the pipe as JSON both ways (the worker itself has no network).
+    delegate: Delegate | None = None
 
 
 @dataclass
@@ -109,15 +112,19 @@ class _Session:
         self.buffer = b""
         # What the worker said of its own failure before it exited: for the failed rules.
         self.crash: _Crash | None = None
+        self.answers = -1  # the pipe the parent answers delegated work on, once forked
 
     def run(self) -> None:
         private_dir = Path(tempfile.mkdtemp(prefix="mlaudit-worker-"))
         read_end, write_end = os.pipe()
+        answer_read, self.answers = os.pipe()  # the parent's answers to delegated work
         pid = os.fork()
         if pid == 0:  # the child never returns into the parent's code
             os.close(read_end)
-            _child(self.job, self.rules, write_end, private_dir)
+            os.close(self.answers)
+            _child(self.job, self.rules, write_end, private_dir, answer_read)
         os.close(write_end)
+        os.close(answer_read)
         try:
             cause = self._listen(read_end, pid)
         except BaseException:  # an input error, strict refusal or interrupt: no worker left
@@ -125,6 +132,7 @@ class _Session:
             raise
         finally:
             os.close(read_end)
+            os.close(self.answers)
             shutil.rmtree(private_dir, ignore_errors=True)
         if cause is not None:
             self._fail_current(cause)
@@ -207,6 +215,8 @@ class _Session:
             self.crash = _Crash(summary, trace)
         elif kind == "progress":
             self.job.progress(str(message["message"]))
+        elif kind == "delegate":
+            self._answer(str(message["what"]), message["params"])
         elif kind == "warning":
             warnings.warn(str(message["message"]), _category(str(message["category"])),
                           stacklevel=1)
@@ -215,6 +225,21 @@ class _Session:
         else:
             raise ProtocolError(f"unknown message kind {kind!r}")
         return False
+
+    def _answer(self, what: str, params: Any) -> None:
+        """Run a rule's delegated work on the cluster and send the result (or why it failed)
+        back; the rule's own deadline bounds the wait."""
+        answer: dict[str, Any]
+        if self.job.delegate is None or not isinstance(params, dict):
+            answer = {"kind": "answer", "error": "this run has no cluster to delegate to"}
+        else:
+            try:
+                timeout = max(self.deadline - GRACE_S - time.monotonic(), 0.0)
+                answer = {"kind": "answer", "result": self.job.delegate(what, params, timeout)}
+            except Exception as error:  # the cluster's failure is the rule's, reported by it
+                answer = {"kind": "answer", "error": f"{type(error).__name__}: {error}"}
+        with suppress(OSError):  # a worker that died meanwhile is handled by _listen
+            _send(self.answers, answer)
 
     def _rule(self, rule_id: str) -> type[Rule]:
         for rule in self.rules:
@@ -303,12 +328,16 @@ def _death_cause(status: int) -> str:
 # The child side: everything below runs in the forked worker only.
 
 
-def _child(job: WorkerJob, rules: Sequence[type[Rule]], channel: int, private_dir: Path) -> None:
+def _child(
+    job: WorkerJob, rules: Sequence[type[Rule]], channel: int, private_dir: Path, answers: int
+) -> None:
     """Confine, load, run, report; always ends the process, never returns."""
     code = 0
     try:
         os.setpgid(0, 0)
-        _detach(channel, private_dir)
+        _detach((channel, answers), private_dir)
+        if job.delegate is not None:
+            _PARENT_LINK.append((channel, answers))
         budgets = job.load_budget_s + sum(job.budget_for(r.meta.id) for r in rules)
         limits = Limits(cpu_s=int(budgets * (os.cpu_count() or 1)) + 10,
                         memory_bytes=job.memory_bytes)
@@ -387,14 +416,17 @@ def _threaded_joblib() -> Iterator[None]:
         yield
 
 
-def _detach(channel: int, private_dir: Path) -> None:
-    """Leave the parent's descriptors and environment behind: only the channel stays open,
-    stdin and stdout are /dev/null, HOME and TMPDIR are the private folder."""
+def _detach(kept: tuple[int, ...], private_dir: Path) -> None:
+    """Leave the parent's descriptors and environment behind: only the ``kept`` channels
+    stay open, stdin and stdout are /dev/null, HOME and TMPDIR are the private folder."""
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    os.closerange(3, channel)
-    os.closerange(channel + 1, 1 << 16)
+    low = 3
+    for descriptor in sorted(kept):
+        os.closerange(low, descriptor)
+        low = descriptor + 1
+    os.closerange(low, 1 << 16)
     for name in list(os.environ):
         if name not in _KEPT_ENVIRONMENT and not name.startswith("LC_"):
             del os.environ[name]
@@ -410,6 +442,34 @@ def _read_paths(job: WorkerJob) -> list[Path]:
     roots += [Path(p).resolve() for p in sys.path if p]
     roots.append(Path(__file__).resolve().parents[1])  # mlaudit itself, wherever installed
     return [*dict.fromkeys([*roots, *job.read_paths, *system_read_paths()])]
+
+
+# In a worker whose run has a cluster: the channel to the parent and the pipe it answers on.
+# (A list, set once in the child: the worker is one process doing one job.)
+_PARENT_LINK: list[tuple[int, int]] = []
+
+
+def parent_delegate() -> Delegate | None:
+    """In a worker, the run's cluster as the parent reaches it; None without a cluster."""
+    return _ask_parent if _PARENT_LINK else None
+
+
+def _ask_parent(what: str, params: Mapping[str, JsonValue], timeout_s: float) -> JsonValue:
+    """Send delegated work to the parent and wait for its answer (the parent bounds the
+    wait by this rule's deadline, and kills the worker past it)."""
+    channel, answers = _PARENT_LINK[0]
+    _send(channel, {"kind": "delegate", "what": what, "params": dict(params)})
+    buffer = b""
+    while not buffer.endswith(b"\n"):
+        chunk = os.read(answers, 1 << 20)
+        if not chunk:
+            raise ProtocolError("the parent closed the answer channel")
+        buffer += chunk
+    answer = decode(buffer.rstrip(b"\n"))
+    if "error" in answer:
+        raise RuntimeError(f"delegated {what} failed: {answer['error']}")
+    result: JsonValue = answer["result"]
+    return result
 
 
 def _send(channel: int, message: dict[str, Any]) -> None:

@@ -39,9 +39,16 @@ _LOADER_MODULES = {
     ModelFormat.JOBLIB_COMPRESSED: "mlaudit.loaders.pickle",
     ModelFormat.PYTORCH: "mlaudit.loaders.torch",
     ModelFormat.PYTORCH_LEGACY: "mlaudit.loaders.torch",
+    # safetensors weights run only as a PyTorch model_class holding them.
+    ModelFormat.SAFETENSORS: "mlaudit.loaders.torch",
     ModelFormat.SKOPS: "mlaudit.loaders.skops",
     ModelFormat.ONNX: "mlaudit.loaders.onnx",
     ModelFormat.ENTRY_POINT: "mlaudit.loaders.entrypoint",
+    ModelFormat.MODEL_FOLDER: "mlaudit.loaders.folder",
+    ModelFormat.XGBOOST_JSON: "mlaudit.loaders.xgboost",
+    ModelFormat.XGBOOST_UBJ: "mlaudit.loaders.xgboost",
+    ModelFormat.LIGHTGBM_TEXT: "mlaudit.loaders.lightgbm",
+    ModelFormat.CATBOOST: "mlaudit.loaders.catboost",
 }
 
 

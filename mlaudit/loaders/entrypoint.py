@@ -30,27 +30,36 @@ def load(
     cache: RunCache | None = None,
     options: LoadOptions = NO_LOAD_OPTIONS,
 ) -> LoadedModel:
-    module_name, _, attribute_path = artifact.reference.partition(":")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
+    origin = f"entry point {artifact.reference}"
+    return wrap_object(
+        import_named(artifact.reference, origin), origin, text_column=options.text_column
+    )
+
+
+def import_named(reference: str, origin: str) -> object:
+    """The object ``module:attribute.path`` names, its module imported from the working folder
+    too (where a user's own modules live); an input error naming ``origin`` if it cannot be.
+
+    Importing runs the module's code: call this only for names the user vouches for (an entry
+    point, a ``--model-class``, a global the user allowed)."""
+    module_name, _, attribute_path = reference.partition(":")
+    working_folder_importable()
     try:
         target: object = importlib.import_module(module_name)
     except Exception as error:  # the user's module may raise anything while importing
-        raise InputError(
-            f"entry point {artifact.reference}: cannot import {module_name}: {error}"
-        ) from None
+        raise InputError(f"{origin}: cannot import {module_name}: {error}") from None
     for part in attribute_path.split("."):
         if not hasattr(target, part):
-            raise InputError(f"entry point {artifact.reference}: {module_name} has no {part}")
+            raise InputError(f"{origin}: {module_name} has no {part}")
         target = getattr(target, part)
-    return wrap_object(target, f"entry point {artifact.reference}")
+    return target
 
 
-def wrap_object(target: object, origin: str) -> LoadedModel:
-    """``target``, a model with ``predict`` or a function, queried with DataFrames; ``origin``
-    names it in errors (``entry point pkg:model``)."""
+def wrap_object(target: object, origin: str, *, text_column: str | None = None) -> LoadedModel:
+    """``target``, a model with ``predict`` or a function, queried with DataFrames (a text
+    model with its ``text_column``); ``origin`` names it in errors (``entry point pkg:model``)."""
     if callable(getattr(target, "predict", None)):
-        return wrap_estimator(target, "python", origin, frames=True)
+        return wrap_estimator(target, "python", origin, frames=True, text_column=text_column)
     if not callable(target):
         raise InputError(f"{origin} is neither a model nor a function")
     function = target
@@ -59,3 +68,10 @@ def wrap_object(target: object, origin: str) -> LoadedModel:
         return np.asarray(function(frame))
 
     return LoadedModel("python", Task.UNKNOWN, target, predict)
+
+
+def working_folder_importable() -> None:
+    """Put the working folder on the import path, where ``python -m`` would have it: the CLI's
+    own script folder is there instead, and a user's modules live beside their data."""
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mlaudit.core.findings import Family, RuleResult, Severity
 from mlaudit.scanners.pickle_policy import Verdict
-from mlaudit.scanners.sniff import ModelFormat
+from mlaudit.scanners.sniff import TREE_MODEL_FORMATS, ModelFormat
 from mlaudit.subject.build import ModelArtifact
 
 _INVENTORY_RULES = frozenset({"MLA101", "MLA102", "MLA103", "MLA104", "MLA106", "MLA107"})
@@ -87,12 +87,24 @@ def decide(
         )
     if reasons:
         return LoadDecision(LoadStatus.BLOCKED, tuple(reasons))
-    return LoadDecision(LoadStatus.ALLOWED, (_clean_reason(artifact.format),))
+    return LoadDecision(LoadStatus.ALLOWED, (_clean_reason(artifact),))
 
 
-def _clean_reason(model_format: ModelFormat) -> str:
+def _clean_reason(artifact: ModelArtifact) -> str:
+    model_format = artifact.format
     if model_format is ModelFormat.ENTRY_POINT:
         return "entry point named by the user, who vouches for its code"
     if model_format is ModelFormat.ONNX:
         return "ONNX carries no Python code to import"
+    if model_format in TREE_MODEL_FORMATS:
+        return f"{model_format.value} holds trees and numbers, no Python code to import"
+    if model_format is ModelFormat.MODEL_FOLDER:
+        return "every file in the folder was scanned; none imports outside the allowlist"
+    if model_format is ModelFormat.SAFETENSORS:
+        return "safetensors carries tensors only, no code"
+    if artifact.inventory.format_detail == "torchscript-zip":
+        return (
+            "every import is on the allowlist, and the TorchScript code (run by torch's "
+            "interpreter, not Python's) reaches no files (MLA104)"
+        )
     return "every import is on the allowlist"

@@ -12,7 +12,7 @@ from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.onnx_format import parse_onnx
 from mlaudit.subject.build import ModelArtifact
-from mlaudit.subject.model_info import LoadedModel, Predictor, Task
+from mlaudit.subject.model_info import InputKind, LoadedModel, Predictor, Task
 
 _ONNX_DTYPES = {
     "tensor(float)": np.float32,
@@ -57,6 +57,12 @@ def load(
     width = inputs[0].shape[1] if len(inputs[0].shape) == 2 else None
     n_features = len(inputs) if per_column else width if isinstance(width, int) else None
     feeder = _feeder(inputs, per_column)
+    # One string input is a text model (a converted TfidfVectorizer pipeline, say): it reads
+    # the data column the user names, or the engine finds.
+    input_kind = InputKind.TABULAR
+    if not per_column and inputs[0].type == "tensor(string)":
+        input_kind, n_features, feeder = InputKind.TEXT, None, _text_feeder(inputs[0])
+        feature_names = (options.text_column,) if options.text_column is not None else None
     classes = _class_labels(artifact, cache)
     has_probabilities = len(outputs) > 1
     task = Task.CLASSIFICATION if classes is not None or has_probabilities else Task.REGRESSION
@@ -80,6 +86,7 @@ def load(
         classes=classes,
         n_features=n_features,
         feature_names=feature_names,
+        input_kind=input_kind,
     )
 
 
@@ -93,6 +100,18 @@ def _feeder(inputs: list[Any], per_column: bool) -> Predictor:
             }
         spec = inputs[0]
         return {spec.name: frame.to_numpy(_ONNX_DTYPES.get(spec.type, np.float32))}
+
+    return feed  # type: ignore[return-value]
+
+
+def _text_feeder(spec: Any) -> Predictor:
+    """The frame's one column of texts, shaped as the string input is ([n] or [n, 1]); a
+    missing value is the empty text, as for scikit-learn text pipelines."""
+
+    def feed(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        column = frame.iloc[:, 0]
+        texts = column.where(column.notna(), "").astype(str).to_numpy(dtype=object)
+        return {spec.name: texts.reshape(-1, 1) if len(spec.shape) == 2 else texts}
 
     return feed  # type: ignore[return-value]
 

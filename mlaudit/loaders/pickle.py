@@ -59,4 +59,6 @@ def load(
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
             raise InputError(f"{artifact.reference} could not be unpickled: {error}") from None
     refuse_unsafe_arrays(estimator, artifact.reference)
-    return wrap_estimator(estimator, "scikit-learn", artifact.reference)
+    return wrap_estimator(
+        estimator, "scikit-learn", artifact.reference, text_column=options.text_column
+    )

@@ -34,4 +34,6 @@ def load(
     except Exception as error:  # skops raises assorted types for corrupt or untrusted files
         raise InputError(f"{artifact.reference} could not be loaded by skops: {error}") from None
     refuse_unsafe_arrays(estimator, artifact.reference)
-    return wrap_estimator(estimator, "scikit-learn", artifact.reference)
+    return wrap_estimator(
+        estimator, "scikit-learn", artifact.reference, text_column=options.text_column
+    )

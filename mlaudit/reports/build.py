@@ -37,7 +37,10 @@ from mlaudit.verdict.waivers import WaiverOutcome
 # 1.3.0: plugin rule ids (their own 2-8 letter prefix); subject.model.source (file, entry-point,
 # in-memory) and subject.model.type (an in-memory model's class), no format for an in-memory
 # model; result.traceback (a rule that raised); gate.causes (each reason as data).
-SCHEMA_VERSION = "1.3.0"
+# 1.4.0: data roles reference and current, a data file's sampling; the native tree formats
+# (xgboost-json, xgboost-ubj, lightgbm-text, catboost); run.config's load options (model_class,
+# model_kwargs, model_output, text_column) and cluster (dask_scheduler, workers).
+SCHEMA_VERSION = "1.4.0"
 _MAX_WARNINGS = 50
 _RECORDED_LIBRARIES = (
     "numpy", "pandas", "scikit-learn", "joblib", "skops", "onnx", "onnxruntime", "pyarrow",
@@ -131,9 +134,10 @@ def _dataset_document(dataset: Dataset) -> dict[str, JsonValue]:
         "role": dataset.role,
         "path": str(dataset.path),
         "sha256": dataset.sha256,
-        "rows": dataset.rows,
+        "rows": dataset.file_rows,
         "columns": list(dataset.columns),
         "target": dataset.target,
+        **({"sampling": dict(dataset.sampling.document())} if dataset.sampling else {}),
     }
 
 
@@ -186,6 +190,12 @@ def _settings_document(settings: Settings) -> dict[str, JsonValue]:
         "baseline": settings.baseline,
         "tolerances": dataclasses.asdict(settings.tolerances),
         "config_file": settings.config_file,
+        "model_class": settings.model_class,
+        "model_kwargs": dict(settings.model_kwargs),
+        "model_output": settings.model_output,
+        "text_column": settings.text_column,
+        "dask_scheduler": settings.dask_scheduler,
+        "workers": settings.workers,
     }
 
 

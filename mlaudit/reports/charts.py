@@ -41,11 +41,13 @@ class Series:
 
 @dataclass(frozen=True)
 class Chart:
-    kind: str  # "curve", "roc" or "histogram"
+    kind: str  # "curve", "roc", "histogram" or "bars"
     title: str
     series: tuple[Series, ...]
     x_label: str
     y_label: str
+    categories: tuple[str, ...] = ()
+    """The x labels of a "bars" chart, one per point of each series."""
 
 
 def _is_interval_point(item: object) -> bool:
@@ -72,6 +74,7 @@ def collect_charts(metrics: Mapping[str, Any]) -> list[Chart]:
     curves: list[Series] = []
     rocs: list[Series] = []
     histograms: list[Chart] = []
+    bars: list[Chart] = []
     for path, value in _walk(metrics, ()):
         if isinstance(value, list) and value and all(_is_interval_point(v) for v in value):
             curves.append(
@@ -95,6 +98,16 @@ def collect_charts(metrics: Mapping[str, Any]) -> list[Chart]:
             )
             if points:
                 rocs.append(Series(_label(path, {"attacks"}), points))
+        elif isinstance(value, Mapping) and isinstance(value.get("distribution"), Mapping):
+            chart = _distribution_chart(value["distribution"], _label(path, {"distributions"}))
+            if chart is not None:
+                bars.append(chart)
+        elif isinstance(value, Mapping) and all(
+            isinstance(value.get(f"p{p}_ms"), Mapping) for p in LATENCY_PERCENTILES
+        ):
+            bars.append(_latency_chart(value))
+        elif isinstance(value, list) and value and all(_is_throughput_point(v) for v in value):
+            bars.append(_throughput_chart(value))
         elif isinstance(value, Mapping) and isinstance(value.get("histogram"), Mapping):
             histogram = value["histogram"]
             edges, counts = histogram.get("edges", []), histogram.get("counts", [])
@@ -137,7 +150,66 @@ def collect_charts(metrics: Mapping[str, Any]) -> list[Chart]:
                 "true-positive rate",
             )
         )
-    return charts + histograms
+    return charts + histograms + bars
+
+
+def _distribution_chart(distribution: Mapping[str, Any], label: str) -> Chart | None:
+    """``{"bins": [...], "reference": [...], "current": [...]}``: two shares per bin (MLA704
+    records one per drifted feature and one for the model's predictions)."""
+    bins = [str(b) for b in distribution.get("bins", [])]
+    shares = [distribution.get(name, []) for name in ("reference", "current")]
+    if not bins or any(len(s) != len(bins) for s in shares):
+        return None
+    return Chart(
+        "bars",
+        f"Reference and current: {label}",
+        tuple(
+            Series(name, tuple((float(i), float(v)) for i, v in enumerate(values)))
+            for name, values in zip(("reference", "current"), shares, strict=True)
+        ),
+        "",  # the slanted bin labels take the axis title's place
+        "share of rows",
+        tuple(bins),
+    )
+
+
+LATENCY_PERCENTILES = (50, 95, 99)
+
+
+def _latency_chart(metrics: Mapping[str, Any]) -> Chart:
+    """``p50_ms``, ``p95_ms``, ``p99_ms`` intervals side by side (MLA801's latency)."""
+    return Chart(
+        "bars",
+        "Single-row latency",
+        (Series("estimate", tuple(
+            (float(i), float(metrics[f"p{p}_ms"].get("estimate", 0.0)))
+            for i, p in enumerate(LATENCY_PERCENTILES)
+        )),),
+        "percentile",
+        "milliseconds",
+        tuple(f"p{p}" for p in LATENCY_PERCENTILES),
+    )
+
+
+def _is_throughput_point(item: object) -> bool:
+    return isinstance(item, Mapping) and "batch_size" in item and isinstance(
+        item.get("rows_per_s"), Mapping
+    )
+
+
+def _throughput_chart(points: list[Mapping[str, Any]]) -> Chart:
+    """Rows per second by batch size (MLA801's ``throughput``)."""
+    return Chart(
+        "bars",
+        "Throughput by batch size",
+        (Series("rows/s", tuple(
+            (float(i), float(point["rows_per_s"].get("estimate", 0.0)))
+            for i, point in enumerate(points)
+        )),),
+        "rows per batch",
+        "rows per second",
+        tuple(str(point["batch_size"]) for point in points),
+    )
 
 
 # --------------------------------------------------------------------------- drawing
@@ -210,6 +282,8 @@ def _polyline(points: Sequence[tuple[float, float]], colour: str) -> str:
 def render_chart(chart: Chart) -> Markup:
     if chart.kind == "histogram":
         return _histogram(chart)
+    if chart.kind == "bars":
+        return _bars(chart)
     log_x = chart.kind == "roc"
     xs = [x for s in chart.series for x, _ in s.points if not log_x or x > 0]
     if not xs:
@@ -273,6 +347,36 @@ def _histogram(chart: Chart) -> Markup:
             f'text-anchor="middle" class="tick">≥{edges[index]:g}</text>'
         )
     body.append(_ticks([0.0, top], None, to_y, x_axis=False, fmt=".0f"))
+    return _frame(chart.title, chart.x_label, chart.y_label, "".join(body))
+
+
+def _bars(chart: Chart) -> Markup:
+    """Grouped bars, one group per category; labels cut to fit, whole in each bar's tooltip."""
+    top = max([y for s in chart.series for _, y in s.points] + [1e-9])
+    slot = (WIDTH - LEFT - RIGHT) / len(chart.categories)
+    width = (slot - 4) / len(chart.series)
+    to_y = _scale(0.0, top, HEIGHT - BOTTOM, TOP)
+    body = []
+    for index, series in enumerate(chart.series):
+        colour = PALETTE[index % len(PALETTE)]
+        for position, share in series.points:
+            x, y = LEFT + position * slot + 2 + index * width, to_y(share)
+            body.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
+                f'height="{HEIGHT - BOTTOM - y:.1f}" fill="{colour}"><title>'
+                f"{escape(series.label)} {escape(chart.categories[int(position)])}: "
+                f"{share:.3f}</title></rect>"
+            )
+    for position, category in enumerate(chart.categories):
+        # Bin labels are long ("[-0.253, 0.0123)"): slanted, so neighbours never overlap.
+        short = category if len(category) <= 11 else category[:10] + "…"
+        x, y = LEFT + (position + 0.5) * slot, HEIGHT - BOTTOM + 10
+        body.append(
+            f'<text x="{x:.1f}" y="{y}" text-anchor="end" class="tick" '
+            f'transform="rotate(-30 {x:.1f} {y})">{escape(short)}</text>'
+        )
+    body.append(_ticks([0.0, top], None, to_y, x_axis=False, fmt=".2f"))
+    body.append(_legend(chart.series, bottom=False))
     return _frame(chart.title, chart.x_label, chart.y_label, "".join(body))
 
 

@@ -109,10 +109,14 @@ def gradient_model(model: LoadedModel, space: FeatureSpace) -> GradientModel:
     low = np.where(mask > 0, 0.0, -_UNBOUNDED)
     high = np.where(mask > 0, extent, _UNBOUNDED)
     nb_classes = len(model.classes or ())
-    if model.framework == "pytorch":
+    # "pytorch" or "pytorch (torchscript)": the loader gives the module that returns class
+    # logits whatever the model's head (probabilities, one logit); a module given as such is
+    # taken to return logits.
+    if model.framework.startswith("pytorch"):
+        logits = model.class_logits if model.class_logits is not None else model.estimator
         return GradientModel(
             _torch_classifier(
-                model.estimator, width, nb_classes, offset=offset, span=span, clip=(low, high)
+                logits, width, nb_classes, offset=offset, span=span, clip=(low, high)
             ),
             offset,
             span,

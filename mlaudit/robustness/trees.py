@@ -19,7 +19,7 @@ table is checked against the model's own predictions before any radius is truste
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -135,7 +135,11 @@ def _table_nodes(table: pd.DataFrame, *, outputs: int, column: int) -> _Nodes:
 
 
 def _xgboost_trees(model: Any, outputs: int, names: list[str]) -> list[_Nodes]:
+    import json
+
     booster = model.get_booster()
+    if json.loads(booster.save_config())["learner"]["gradient_booster"]["name"] == "gblinear":
+        raise UnsupportedEnsemble("an XGBoost linear booster (gblinear) has no trees to verify")
     index = {name: i for i, name in enumerate(booster.feature_names or names)}
 
     def feature(name: str) -> int:
@@ -193,6 +197,63 @@ def _lightgbm_trees(model: Any, outputs: int) -> list[_Nodes]:
     return trees
 
 
+def _catboost_trees(model: Any, outputs: int) -> tuple[list[_Nodes], float]:
+    """CatBoost's oblivious trees as full binary trees, and the scale on their leaves.
+
+    Read from CatBoost's own JSON export (written to the worker's private temporary folder):
+    each tree applies the same splits at every level, leaf index bit ``j`` set when the
+    ``j``-th split's feature is above its border; leaf values are leaf-major, ``outputs`` per
+    leaf. Only float-feature splits are boxes: categorical and text features are not.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="mlaudit-catboost-") as folder:
+        exported = Path(folder) / "model.json"
+        model.save_model(str(exported), format="json")
+        document = json.loads(exported.read_text())
+    float_features = document.get("features_info", {}).get("float_features", [])
+    flat = {f["feature_index"]: f["flat_feature_index"] for f in float_features}
+    if any(f.get("nan_value_treatment", "AsIs") != "AsIs" and f.get("has_nans")
+           for f in float_features):
+        raise UnsupportedEnsemble("CatBoost models that send missing values to a side are not "
+                                  "supported")
+    trees = []
+    for tree in document["oblivious_trees"]:
+        splits = tree["splits"]
+        if any(split.get("split_type") != "FloatFeature" for split in splits):
+            raise UnsupportedEnsemble(
+                "CatBoost splits on categorical or text features are not supported"
+            )
+        depth = len(splits)
+        # Node k of level j (0-based, 2**j - 1 + k) tests splits[j]; its left child keeps
+        # bit j clear (value <= border), the right child sets it.
+        inner = 2**depth - 1
+        size = inner + 2**depth
+        left = np.full(size, -1)
+        right = np.full(size, -1)
+        feature = np.full(size, -2)
+        threshold = np.zeros(size)
+        leaf_values = np.zeros((size, outputs))
+        for level, split in enumerate(splits):
+            for k in range(2**level):
+                node = 2**level - 1 + k
+                left[node] = 2 ** (level + 1) - 1 + 2 * k
+                right[node] = left[node] + 1
+                feature[node] = flat[split["float_feature_index"]]
+                threshold[node] = float(split["border"])
+        values = np.asarray(tree["leaf_values"], dtype=np.float64).reshape(2**depth, outputs)
+        for k in range(2**depth):
+            # The path to leaf-level node k took the right branch at level j exactly when bit
+            # (depth - 1 - j) of k is set; CatBoost's leaf index sets bit j for it.
+            index = sum(((k >> (depth - 1 - j)) & 1) << j for j in range(depth))
+            leaf_values[inner + k] = values[index]
+        trees.append(_Nodes(left, right, feature, threshold, leaf_values))
+    scale = float(document.get("scale_and_bias", [1.0])[0])
+    return trees, scale
+
+
 @dataclass(frozen=True)
 class _Extracted:
     trees: list[_Nodes]
@@ -224,8 +285,12 @@ def _family(estimator: Any) -> str | None:
     name = type(estimator).__name__
     if name in {"XGBClassifier", "XGBRegressor"}:
         return "xgboost"
-    if name in {"LGBMClassifier", "LGBMRegressor"}:
+    # LightGBM's scikit-learn models, and mlaudit's for a booster read from a text file.
+    if name in {"LGBMClassifier", "LGBMRegressor", "LightGBMClassifierModel",
+                "LightGBMRegressorModel"}:
         return "lightgbm"
+    if name in {"CatBoostClassifier", "CatBoostRegressor", "CatBoost"}:
+        return "catboost"
     return None
 
 
@@ -277,11 +342,19 @@ def _extract(estimator: Any, frame: pd.DataFrame) -> _Extracted:
     if family == "lightgbm":
         outputs = n_classes if n_classes > 2 else 1
         trees = _lightgbm_trees(estimator, outputs)
-        raw = np.asarray(estimator.predict(frame, raw_score=True), dtype=np.float64)
+        # Under LightGBM's own spelling of the names ("mean radius" is "mean_radius").
+        named = frame.set_axis(estimator.booster_.feature_name(), axis=1)
+        raw = np.asarray(estimator.predict(named, raw_score=True), dtype=np.float64)
         return _Extracted(trees, raw.reshape(len(frame), outputs), n_classes > 0, float32=False)
+    if family == "catboost":
+        outputs = n_classes if n_classes > 2 else 1
+        trees, scale = _catboost_trees(estimator, outputs)
+        trees = [replace(t, leaf_values=t.leaf_values * scale) for t in trees]
+        raw = np.asarray(estimator.predict(frame, prediction_type="RawFormulaVal"), float)
+        return _Extracted(trees, raw.reshape(len(frame), outputs), n_classes > 0, float32=True)
     raise UnsupportedEnsemble(
         f"applies to tree ensembles (scikit-learn forests, extra trees, gradient boosting and "
-        f"decision trees, XGBoost, LightGBM); this model is a {type(estimator).__name__}"
+        f"decision trees, XGBoost, LightGBM, CatBoost); this model is a {type(estimator).__name__}"
     )
 
 

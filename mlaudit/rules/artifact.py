@@ -324,6 +324,12 @@ class MalformedStructure(_StructuralIssueRule):
     headers, PyTorch archives without their pickle, ONNX protobufs that do not parse, Keras
     configurations that are not valid JSON, and embedded pickles that cannot be walked.
 
+    *Boosting libraries' own formats.* XGBoost JSON and UBJSON models, LightGBM text models
+    and CatBoost ``.cbm`` files are checked without their libraries: truncation, tree arrays
+    whose lengths disagree, children outside the tree or reached twice, splits on features the
+    model does not have, LightGBM ``tree_sizes`` that do not match the trees, a CatBoost core
+    whose size or flatbuffer offsets run past the file, or bytes after it.
+
     *Polyglots.* A file valid as two formats (a pickle that is also a well-formed ONNX
     protobuf, a pickle in a tar header) was judged only as the harmless one. Every reading a
     loader could take is now scanned, and a file with two readings is reported here.
@@ -371,12 +377,33 @@ _SAFER_FORMAT = {
 }
 
 
+# A pickle of a boosting library's model is best replaced by the library's own format.
+_NATIVE_FORMAT = {
+    "xgboost": 'XGBoost\'s own format: model.save_model("model.json") (or "model.ubj")',
+    "lightgbm": 'LightGBM\'s own text format: model.booster_.save_model("model.txt")',
+    "catboost": 'CatBoost\'s own format: model.save_model("model.cbm")',
+}
+
+
+def _safer_format(ctx: RuleContext, model_format: ModelFormat) -> str | None:
+    """The safe format to recommend: the library's own for a pickled XGBoost, LightGBM or
+    CatBoost model (read from what the pickle imports), else the format's general one."""
+    safer = _SAFER_FORMAT.get(model_format)
+    if safer is None:
+        return None
+    libraries = {name.module.partition(".")[0] for name in ctx.subject.model.inventory.names}
+    native = [_NATIVE_FORMAT[library] for library in sorted(libraries & _NATIVE_FORMAT.keys())]
+    return " or ".join(native) if native else safer
+
+
 class PickleWhereSafeWouldServe(Rule):
     """A pickle-based format where a format without code would serve.
 
     **What it checks**: whether the model is stored in a pickle-based format (pickle, joblib,
     PyTorch checkpoints, NumPy object arrays) although a format that cannot carry code exists
-    for it: skops or ONNX for scikit-learn models, safetensors for PyTorch weights. In model
+    for it: skops or ONNX for scikit-learn models, the library's own format for XGBoost
+    (``.json``/``.ubj``), LightGBM (``.txt``) and CatBoost (``.cbm``) models, whose files
+    mlaudit scans, loads and audits like any other, safetensors for PyTorch weights. In model
     folders: MLflow flavours serialised with pickle or cloudpickle, and Hugging Face pickle
     weights (``pytorch_model.bin``) shipped next to safetensors copies that loaders may pass
     over.
@@ -386,8 +413,10 @@ class PickleWhereSafeWouldServe(Rule):
     removes the whole class of attack for everyone downstream.
 
     **How to fix**: save scikit-learn models with ``skops.io.dump`` or convert them with
-    ``skl2onnx``; save PyTorch weights with ``safetensors.torch.save_file`` and keep the
-    architecture in code.
+    ``skl2onnx``; XGBoost models with ``model.save_model("model.json")``, LightGBM models with
+    ``model.booster_.save_model("model.txt")``, CatBoost models with
+    ``model.save_model("model.cbm")``; save PyTorch weights with
+    ``safetensors.torch.save_file`` and keep the architecture in code.
 
     **Options**: none.
     """
@@ -405,7 +434,7 @@ class PickleWhereSafeWouldServe(Rule):
         model_format = ctx.subject.model.format
         ctx.metrics["format"] = model_format.value
         yield from issue_findings(ctx)
-        safer = _SAFER_FORMAT.get(model_format)
+        safer = _safer_format(ctx, model_format)
         if safer is None:
             return
         yield ctx.finding(

@@ -247,6 +247,9 @@ class RuleMeta:
     # Control ids (mlaudit.rules.controls) this rule's result is evidence for; a third-party rule
     # may name ids the catalogue does not know, which the report lists without a title.
     controls: tuple[str, ...] = ()
+    # The rule queries the model when one loads (then it runs in the model worker) and runs
+    # on the data alone when none does, saying so in its result; ``requires`` keeps MODEL out.
+    uses_model_if_loaded: bool = False
 
     @property
     def stage(self) -> Stage:
@@ -269,6 +272,13 @@ class BudgetExceeded(Exception):
     pass
 
 
+# Hands a named computation with plain parameters to the run's cluster and returns its plain
+# result: ``delegate(what, params, timeout_s)``. Set only when the run has a cluster.
+Delegate = Callable[[str, Mapping[str, JsonValue], float], JsonValue]
+# What every delegate answers without a task: how many tasks its cluster runs at once.
+CLUSTER_THREADS = "cluster-threads"
+
+
 def _silent(_: str) -> None:
     """The default progress sink: rules run outside the CLI report progress to nobody."""
 
@@ -289,6 +299,8 @@ class RuleContext:
     progress: Callable[[str], None] = _silent
     # What the rules of the run share; a context made on its own shares with nobody.
     cache: RunCache = field(default_factory=RunCache)
+    # The run's cluster (--dask-scheduler, --workers), for work a rule fans out; None: local.
+    delegate: Delegate | None = None
 
     def rng(self) -> np.random.Generator:
         """A generator seeded from the run seed and the rule id: reproducible and independent."""

@@ -30,7 +30,7 @@ _CONFIDENCE = {
     "HIGH": Confidence.HIGH,
 }
 _MAX_SKIPPED_LISTED = 100
-_OPTIONS = (
+BANDIT_OPTIONS = (
     RuleOption(
         "config", "", "bandit configuration file (YAML or TOML); default: the tree's own",
         kind=OptionKind.STRING,
@@ -39,9 +39,9 @@ _OPTIONS = (
 )
 
 
-def _bandit_run(ctx: RuleContext) -> BanditRun:
-    """The bandit run over ``--source``, its figures recorded in the metrics; MLA501 and
-    MLA502 with the same options share one run per audit."""
+def bandit_run_for(ctx: RuleContext) -> BanditRun:
+    """The bandit run over ``--source``, its figures recorded in the metrics; MLA501,
+    MLA502 and MLA802 with the same options share one run per audit."""
     from mlaudit.code.bandit_run import discover_options, run_bandit
 
     assert ctx.subject.source is not None
@@ -71,7 +71,7 @@ def _bandit_run(ctx: RuleContext) -> BanditRun:
     return run
 
 
-def _findings(
+def bandit_findings(
     ctx: RuleContext, issues: Iterable[CodeIssue], references: bool
 ) -> Iterator[Finding]:
     """One finding per bandit issue, fingerprinted by file, test and the offending line's text.
@@ -118,8 +118,9 @@ class CodeSecurity(Rule):
     file it names, or a ``[tool.bandit]`` table in the root's ``pyproject.toml``). Each
     finding keeps bandit's severity and confidence, and points at file, line and column
     (both 1-based) with the CWE. Files bandit cannot parse (not valid Python) are listed in
-    the metrics as ``skipped_files``. mlaudit's own ML tests (MLA502) are reported there,
-    not here. Large trees are scanned in batches in bounded memory, with progress shown.
+    the metrics as ``skipped_files``. mlaudit's own ML tests (MLA502) and serving tests
+    (MLA802) are reported there, not here. Large trees are scanned in batches in bounded
+    memory, with progress shown.
 
     **Why it matters**: the model is only as safe as the code that trains and serves it:
     shell commands built from requests, hard-coded secrets, disabled certificate checks and
@@ -142,15 +143,18 @@ class CodeSecurity(Rule):
         requires=frozenset({Requirement.SOURCE}),
         extra="code",
         extra_modules=("bandit",),
-        options=_OPTIONS,
+        options=BANDIT_OPTIONS,
         controls=CODE_SECURITY,
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         from mlaudit.code.plugin import ML_TESTS
+        from mlaudit.serving.bandit_tests import SERVING_TESTS
 
-        run = _bandit_run(ctx)
-        yield from _findings(ctx, (i for i in run.issues if i.test_id not in ML_TESTS), True)
+        # mlaudit's own tests are reported by their rules (MLA502, MLA802), not here.
+        own = ML_TESTS.keys() | SERVING_TESTS.keys()
+        run = bandit_run_for(ctx)
+        yield from bandit_findings(ctx, (i for i in run.issues if i.test_id not in own), True)
 
 
 class UnsafeMLPatterns(Rule):
@@ -194,7 +198,7 @@ class UnsafeMLPatterns(Rule):
         requires=frozenset({Requirement.SOURCE}),
         extra="code",
         extra_modules=("bandit",),
-        options=_OPTIONS,
+        options=BANDIT_OPTIONS,
         controls=SUPPLY_CHAIN,
     )
 
@@ -207,5 +211,5 @@ class UnsafeMLPatterns(Rule):
                 "bandit did not load mlaudit's plugin (bandit.plugins entry points): "
                 "reinstall mlaudit"
             )
-        run = _bandit_run(ctx)
-        yield from _findings(ctx, (i for i in run.issues if i.test_id in ML_TESTS), False)
+        run = bandit_run_for(ctx)
+        yield from bandit_findings(ctx, (i for i in run.issues if i.test_id in ML_TESTS), False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,15 +33,24 @@ from mlaudit.privacy.gating import MembershipThresholds, membership_verdict, str
 from mlaudit.privacy.outputs import ModelOutputs, query_outputs
 from mlaudit.privacy.reference import (
     PER_EXAMPLE_VARIANCE_MIN,
+    PROFILE_REFERENCE_ROWS,
     PROFILE_REFERENCES,
-    ReferencePlan,
-    plan_references,
+    REFERENCE_FITS,
+    FitBatch,
+    ReferenceFits,
+    ReferenceJob,
+    ReferenceRequest,
+    ReferencesDoNotFit,
+    local_fit_batch,
+    parallel_fit_settings,
     reference_attacks,
     reference_probabilities,
     refit_obstacle,
 )
 from mlaudit.privacy.roc import AttackEvaluation, evaluate_attack
 from mlaudit.rules.base import (
+    CLUSTER_THREADS,
+    Delegate,
     OptionKind,
     Requirement,
     Rule,
@@ -76,8 +86,14 @@ _BOOTSTRAP_OPTION = RuleOption(
 )
 # joblib's convention, with 0 read as -1: a count of workers, or all cores.
 _N_JOBS_OPTION = RuleOption(
-    "n_jobs", -1, "joblib workers fitting reference models (-1 or 0: all cores)",
+    "n_jobs", -1, "cores fitting reference models (-1 or 0: all)",
     kind=OptionKind.INTEGER, minimum=-1,
+)
+_REFERENCE_ROWS_OPTION = RuleOption(
+    "reference_rows", None,
+    "rows each reference model trains on at most (never fewer than the evaluated members); "
+    "null takes the profile's (quick 5000, standard 10000, thorough all)",
+    kind=OptionKind.INTEGER, minimum=1, nullable=True,
 )
 _MEMBERSHIP_OPTIONS = (
     RuleOption(
@@ -190,30 +206,69 @@ def _evaluate(
     return evaluations
 
 
+def _cluster_fit_batch(
+    delegate: Delegate, request: ReferenceRequest, deadline: float
+) -> tuple[FitBatch, int]:
+    """References fitted on the run's cluster, two per worker thread at a time: each task
+    loads the model once for its two (the load, not the fit, is what a task costs on small
+    references), and the budget is still checked between batches."""
+
+    def fit(batch: Sequence[ReferenceJob]) -> list[np.ndarray]:
+        timeout = max(deadline - time.monotonic(), 0.0)
+        rows = delegate(REFERENCE_FITS, request.params([j.index for j in batch]), timeout)
+        assert isinstance(rows, list)
+        return [np.asarray(row, dtype=float) for row in rows]
+
+    threads = delegate(CLUSTER_THREADS, {}, 10.0)
+    return fit, 2 * max(int(threads) if isinstance(threads, int) else 1, 1)
+
+
 def _reference_scores(
-    ctx: RuleContext, data: MembershipData, outputs: ModelOutputs, count: int
-) -> list[AttackScores]:
-    """The reference-model attacks with ``count`` references, fitted once per run: MLA302 and
-    MLA304 asking for the same count on the same rows share one set of fitted models."""
+    ctx: RuleContext, data: MembershipData, outputs: ModelOutputs, count: int, data_rows: int
+) -> tuple[list[AttackScores], int]:
+    """The reference-model attacks with ``count`` references, fitted once per run (MLA302 and
+    MLA304 asking for the same count on the same rows share one set of fitted models), and
+    how many were fitted: fewer than ``count`` when the rule's budget scaled them down."""
     assert ctx.model is not None
     model = ctx.model
 
-    def fit() -> tuple[ReferencePlan, np.ndarray]:
-        plan = plan_references(count, len(data.pool), privacy_rng(ctx.seed, "reference-models"))
-        n_jobs = ctx.option_int("n_jobs") or -1
-        fitted = reference_probabilities(
-            model, data, plan, n_jobs=n_jobs, check_budget=ctx.check_budget
-        )
-        return plan, fitted
+    rows = (
+        PROFILE_REFERENCE_ROWS[ctx.profile]
+        if ctx.option_is_null("reference_rows")
+        else ctx.option_int("reference_rows")
+    )
+    budget_s = ctx.deadline - time.monotonic()
+
+    def fit() -> ReferenceFits:
+        parallelism = parallel_fit_settings(model.estimator, ctx.option_int("n_jobs") or -1)
+        request = ReferenceRequest(ctx.seed, data_rows, count, rows, parallelism.explicit)
+        plan = request.plan(data)
+        fit_batch, workers = local_fit_batch(model, data, parallelism), parallelism.at_once
+        if ctx.delegate is not None:
+            fit_batch, workers = _cluster_fit_batch(ctx.delegate, request, ctx.deadline)
+        try:
+            return reference_probabilities(
+                plan, fit_batch, batch_size=workers, deadline=ctx.deadline,
+                budget_s=budget_s, progress=ctx.progress, check_budget=ctx.check_budget,
+            )
+        except ReferencesDoNotFit as reason:
+            raise RuleSkipped(str(reason)) from None
 
     # Within a run the pool is fixed (every usable train and holdout row); the fits depend
-    # on it, on the rows they score, on the count and on the seed the plan is drawn from.
+    # on it, on the rows they score, on the count, the rows per reference and the seed.
     scored = hashlib.sha256(np.ascontiguousarray(data.targets).tobytes()).hexdigest()
-    key = CacheKey("reference-models", (ctx.seed, count, len(data.pool), scored))
-    plan, references = ctx.shared(key, fit)
-    return reference_attacks(
-        outputs.true_class_probability(data.labels), references, plan.keep[:, data.targets]
+    key = CacheKey("reference-models", (ctx.seed, count, rows, len(data.pool), scored))
+    fits = ctx.shared(key, fit)
+    ctx.metrics.update(fits.metrics())
+    ctx.metrics["audited_training_rows"] = int(data.pool_member.sum())
+    if fits.scaled_down is not None:
+        ctx.progress(fits.scaled_down)
+    attacks = reference_attacks(
+        outputs.true_class_probability(data.labels),
+        fits.probabilities,
+        fits.plan.keep[:, data.targets],
     )
+    return attacks, fits.plan.count
 
 
 def _membership_report(
@@ -448,7 +503,15 @@ class ReferenceModelMembershipInference(Rule):
 
     **Options**: ``references`` is the number of reference models (default from the profile:
     quick 4, standard 8, thorough 32; quick is a smoke test that every rule can run, too few
-    references to clear a model); ``n_jobs`` the joblib workers (-1 or 0: all cores). With
+    references to clear a model); ``n_jobs`` the cores fitting them (-1 or 0: all): an
+    estimator with its own ``n_jobs`` (a forest) fits each reference on all of them, one
+    that runs OpenMP (HistGradientBoosting) fits one reference at a time, others fit that many
+    references at once. ``reference_rows`` caps the rows each reference trains on (default
+    from the profile: quick 5000, standard 10000, thorough all; never fewer than half the
+    evaluated rows): fewer rows than the audited model saw make cheaper, slightly weaker
+    references, and the metrics give both sizes. The cost is measured as the references are
+    fitted: when the rest would overrun the rule's budget, the rule stops after a whole pair
+    (at least one) and says so in ``scaled_down``, rather than erroring. With
     MLA304 asking for as many references (its ``reference_models``), the two rules share one
     set of fitted models, and their metrics say which rule fitted them. The
     thresholds and statistics options are those of MLA301: ``fpr_levels``, ``high_at_fpr``,
@@ -473,6 +536,7 @@ class ReferenceModelMembershipInference(Rule):
                 nullable=True,
             ),
             _N_JOBS_OPTION,
+            _REFERENCE_ROWS_OPTION,
             *_MEMBERSHIP_OPTIONS,
         ),
         controls=MEMBERSHIP,
@@ -492,10 +556,10 @@ class ReferenceModelMembershipInference(Rule):
         )
         data = _data_or_skip(ctx, stats.max_rows)
         outputs = _outputs(ctx, data)
-        attacks = _reference_scores(ctx, data, outputs, count)
-        ctx.metrics["references"] = count
+        attacks, fitted = _reference_scores(ctx, data, outputs, count, stats.max_rows)
+        ctx.metrics["references"] = fitted
         ctx.metrics["lira_variance"] = (
-            "per-row" if count // 2 >= PER_EXAMPLE_VARIANCE_MIN else "pooled"
+            "per-row" if fitted // 2 >= PER_EXAMPLE_VARIANCE_MIN else "pooled"
         )
         yield from _membership_report(
             ctx, data, _evaluate(ctx, attacks, data.member, stats), stats
@@ -659,7 +723,8 @@ class EmpiricalPrivacyBound(Rule):
     **Options**: ``claimed_epsilon`` is the DP claim to test (a high finding when the bound
     exceeds it); ``delta`` the claim's delta; ``reference_models`` (unset: none; at least 2)
     adds MLA302's attacks with that many reference models, for a tighter bound at MLA302's
-    cost, fitted by ``n_jobs`` joblib workers; set to MLA302's number of references (the
+    cost, fitted on ``n_jobs`` cores with at most ``reference_rows`` rows each, as MLA302's
+    are; set to MLA302's number of references (the
     profile's: quick 4, standard 8, thorough 32), the fitted models are MLA302's, at no extra
     cost. ``confidence`` (0.95) is the level of the Clopper-Pearson bounds and
     ``max_rows`` (10000) caps the members evaluated.
@@ -687,6 +752,7 @@ class EmpiricalPrivacyBound(Rule):
                 nullable=True,
             ),
             _N_JOBS_OPTION,
+            _REFERENCE_ROWS_OPTION,
             _CONFIDENCE_OPTION,
             _ROWS_OPTION,
         ),
@@ -698,15 +764,16 @@ class EmpiricalPrivacyBound(Rule):
         _require_classifier(ctx)
         delta = ctx.option_float("delta")
         confidence = ctx.option_float("confidence")
-        data = _data_or_skip(ctx, ctx.option_int("max_rows"))
+        max_rows = ctx.option_int("max_rows")
+        data = _data_or_skip(ctx, max_rows)
         outputs = _outputs(ctx, data)
         attacks = threshold_attacks(outputs, data.labels)
         if not ctx.option_is_null("reference_models"):
             obstacle = refit_obstacle(ctx.model)
             if obstacle is None:
                 attacks += _reference_scores(
-                    ctx, data, outputs, ctx.option_int("reference_models")
-                )
+                    ctx, data, outputs, ctx.option_int("reference_models"), max_rows
+                )[0]
             else:
                 ctx.metrics["reference_models_skipped"] = obstacle
         ctx.check_budget()

@@ -83,6 +83,12 @@ _USE_BOUND = RuleOption(
     "when the weakness is statistically clear) instead of the estimate",
     kind=OptionKind.BOOLEAN,
 )
+# How a share of correct decisions surviving the attack is judged, for every evasion attack.
+_SEVERITY = (
+    _share("high_below", 0.5, "high when under this share of correct decisions survives ε"),
+    _share("medium_below", 0.8, "medium when under this share survives ε"),
+    _USE_BOUND,
+)
 _THRESHOLDS = (
     RuleOption(
         "epsilon",
@@ -109,9 +115,7 @@ _THRESHOLDS = (
         exclusive_minimum=True,
         min_items=1,
     ),
-    _share("high_below", 0.5, "high when under this share of correct decisions survives ε"),
-    _share("medium_below", 0.8, "medium when under this share survives ε"),
-    _USE_BOUND,
+    *_SEVERITY,
 )
 _NORMS = RuleOption(
     "norms", list(NORMS), "the norms attacked", kind=OptionKind.STRINGS, choices=NORMS,
@@ -338,16 +342,18 @@ class BlackBoxEvasion(Rule):
 class GradientEvasion(Rule):
     """Gradient evasion (FGSM and PGD through ART).
 
-    **What it checks**: for models that expose gradients — PyTorch modules, scikit-learn
-    ``LogisticRegression``, ``SVC`` and ``LinearSVC``, alone or after ``StandardScaler`` /
-    ``MinMaxScaler`` — ART's Fast Gradient Sign Method and Projected Gradient Descent at every
-    ε of the grid, under L∞ and L2, in the same scaled feature space as MLA201 (frozen
-    features masked, integers rounded afterwards). Every adversarial example is projected onto
-    the ε-ball (ART computes in float32 and lands a few ulps outside), realised and re-checked
-    against the model; only real flips within ε count. For binary linear models without
-    integer features the exact robust accuracy (closed-form radii) is reported beside the
-    attacks. Other models are skipped with the reason (MLA201 covers them without gradients);
-    regressors are left to MLA201 and MLA204.
+    **What it checks**: for models that expose gradients — PyTorch models (a state dict with its
+    ``--model-class``, a whole module, TorchScript; the gradients are torch's own, taken through
+    the class logits whatever the head returns: logits, probabilities or one binary logit),
+    scikit-learn ``LogisticRegression``, ``SVC`` and ``LinearSVC``, alone or after
+    ``StandardScaler`` / ``MinMaxScaler`` — ART's Fast Gradient Sign Method and Projected
+    Gradient Descent at every ε of the grid, under L∞ and L2, in the same scaled feature space
+    as MLA201 (frozen features masked, integers rounded afterwards). Every adversarial example
+    is projected onto the ε-ball (ART computes in float32 and lands a few ulps outside),
+    realised and re-checked against the model; only real flips within ε count. For binary linear
+    models without integer features the exact robust accuracy (closed-form radii) is reported
+    beside the attacks. Other models are skipped with the reason (MLA201 covers them without
+    gradients); regressors are left to MLA201 and MLA204.
 
     **Why it matters**: with white-box access, gradients find small flipping perturbations in
     a few steps; a linear model's robustness is set by its weights, and this measures it
@@ -715,3 +721,226 @@ class NoiseStability(Rule):
                 location=Location(ctx.subject.model.reference, pointer="noise"),
                 evidence={"noise": noise, "unstable_rows": unstable.as_metric()},
             )
+
+
+_TEXT_PROFILE_QUERIES: Mapping[str, int] = {"quick": 300, "standard": 1000, "thorough": 5000}
+DEFAULT_WORD_SHARE = 0.1
+
+
+class TextEvasion(Rule):
+    """Text perturbation evasion.
+
+    **What it checks**: for models that read text (a scikit-learn pipeline that starts with a
+    ``CountVectorizer``, ``TfidfVectorizer`` or ``HashingVectorizer``, an ONNX model with a
+    string input, a Hugging Face sequence classifier), whether changing a few words of a
+    correctly classified text flips the decision. Each word may become a typo (neighbouring
+    letters swapped, a letter deleted, a neighbouring key inserted or struck instead) or a
+    synonym from mlaudit's bundled lexicon. A greedy search ranks the words by leave-one-out
+    importance (how much the true class's margin drops without the word), then changes them
+    most important first, each into the variant that brings the decision closest to flipping,
+    every step one batched query for all texts; a flip counts only once the model's own
+    ``predict`` confirms it. The attacker's budget is a share of a text's words, and always at
+    least one word. Reported, as for MLA201: clean accuracy, attack success rate, robust
+    accuracy at every share of the grid with 95% Clopper-Pearson intervals, the words a flip
+    needed, and the queries spent. A finding when the share of correct decisions that survives
+    ``word_share`` is under ``medium_below`` (medium) or ``high_below`` (high), at most medium
+    unless ``word_share`` is stated. Tabular models are skipped (MLA201 attacks them), and so
+    are regressors.
+
+    **Why it matters**: anyone who can send text to the model can misspell or rephrase: a spam,
+    toxicity or fraud filter that lets a message through once "scam" is written "scma" or
+    "bad" becomes "lousy" is evaded by its users within a day, and is brittle against the
+    honest typos of real text.
+
+    **How to fix**: add character n-gram features (``analyzer="char_wb"``) beside or instead
+    of whole words, so a typo changes few features; train on augmented text (typos and
+    synonyms of the training rows); normalise spelling before the model; spread the decision
+    over many words (stronger regularisation, a smaller C) so that no single word decides.
+
+    **Options**: ``word_share`` (0: the default 0.1) the share of a text's words the attacker
+    may change (at least one word) judged, and ``word_shares`` the robust-accuracy curve's
+    grid; ``perturbations`` (``["typo", "synonym"]``); ``typos_per_word`` (6) typos drawn per
+    word; ``samples`` (0: quick 50, standard 200, thorough 1000) texts attacked; ``queries``
+    per text (0: quick 300, standard 1000, thorough 5000); severity: ``high_below`` (0.5),
+    ``medium_below`` (0.8) on the share of correct decisions that survive, judged on the
+    interval's upper bound while ``use_bound`` is true.
+    """
+
+    meta = RuleMeta(
+        id="MLA205",
+        name="Text perturbation evasion",
+        family=Family.ROBUSTNESS,
+        severity=Severity.HIGH,
+        requires=frozenset({Requirement.MODEL, Requirement.DATA, Requirement.LABELS}),
+        options=(
+            _share(
+                "word_share", 0.0,
+                f"share of a text's words the attacker may change, at least one word (0: the "
+                f"default {DEFAULT_WORD_SHARE:g}, where a breach is at most medium)",
+            ),
+            RuleOption(
+                "word_shares", [0.05, 0.1, 0.2, 0.3], "the word-share grid of the accuracy curve",
+                kind=OptionKind.NUMBERS, minimum=0, exclusive_minimum=True, maximum=1,
+                min_items=1,
+            ),
+            RuleOption(
+                "perturbations", ["typo", "synonym"], "the word changes the attacker may make",
+                kind=OptionKind.STRINGS, choices=("typo", "synonym"), min_items=1,
+            ),
+            _count("typos_per_word", 6, "typos of each word tried (drawn at random)", 0),
+            _count(
+                "samples", 0,
+                "texts attacked; 0 takes the profile's (quick 50, standard 200, thorough 1000)",
+                0,
+            ),
+            _count("queries", 0, "model queries per text; 0 takes the profile's", 0),
+            *_SEVERITY,
+        ),
+        controls=EVASION,
+    )
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        import pandas as pd
+
+        from mlaudit.core.stats import derived_rng
+        from mlaudit.robustness.text import (
+            Perturber,
+            TextAttackSettings,
+            greedy_text_attack,
+            synonym_lexicon,
+        )
+        from mlaudit.rules.base import RuleSkipped
+        from mlaudit.subject.model_info import InputKind
+
+        model = ctx.model
+        assert model is not None
+        if model.input_kind is not InputKind.TEXT:
+            raise RuleSkipped("tabular input: MLA201 attacks it; MLA205 attacks text")
+        if model.task is not Task.CLASSIFICATION or not model.classes:
+            raise RuleSkipped("MLA205 attacks text classifiers; this model's task is "
+                              f"{model.task.value}")
+        assert model.feature_names is not None
+        column = model.feature_names[0]
+        texts, reference, clean, excluded = _text_sample(ctx, column)
+        index = {label: k for k, label in enumerate(model.classes)}
+        correct = np.flatnonzero(clean == reference)
+        stated = ctx.option_float("word_share") > 0
+        judged = ctx.option_float("word_share") or DEFAULT_WORD_SHARE
+        grid = sorted({*ctx.option_floats("word_shares"), judged})
+        budget = ctx.option_int("queries") or _TEXT_PROFILE_QUERIES[ctx.profile]
+        kinds = tuple(ctx.option_strs("perturbations"))
+
+        def frame(batch: list[str]) -> pd.DataFrame:
+            return pd.DataFrame({column: batch})
+
+        outcome = greedy_text_attack(
+            [texts[k] for k in correct],
+            np.array([index[reference[k]] for k in correct], dtype=np.int64),
+            model.classes,
+            TextAttackSettings(
+                Perturber(kinds, ctx.option_int("typos_per_word")), max(grid), budget
+            ),
+            score=lambda batch: model.class_scores(frame(batch)),
+            decide=lambda batch: model.predict(frame(batch)),
+            rng=derived_rng(ctx.seed, "text-attack"),
+            check_budget=ctx.check_budget,
+        )
+        radii = outcome.radii
+        found = outcome.changed[np.isfinite(outcome.changed)]
+        survival = retained(radii, judged)
+        ctx.metrics.update(
+            {
+                "samples": len(texts),
+                "excluded_rows": excluded,
+                "text_column": column,
+                "task": model.task.value,
+                "clean_accuracy": clopper_pearson(len(correct), len(texts)).as_metric(),
+                "attacked": len(correct),
+                "perturbations": list(kinds),
+                "lexicon_words": len(synonym_lexicon()) if "synonym" in kinds else 0,
+                "word_share": judged,
+                "word_share_unit": "share of a text's words changed, at least one word",
+                "threat_model": "configured" if stated else "default",
+                "search": "greedy by leave-one-out word importance, guided by "
+                + ("class scores" if outcome.scored else "labels alone"),
+                "success_rate": (
+                    clopper_pearson(len(found), len(radii)).as_metric() if len(radii) else None
+                ),
+                "robust_accuracy": robust_curve(radii, len(texts), grid),
+                "survival_at_word_share": survival.as_metric() if survival else None,
+                "words_changed": {
+                    "found": len(found),
+                    "median": float(np.median(found)) if len(found) else None,
+                    "counts": _word_counts(found),
+                },
+                "queries_per_text": budget,
+                "queries": {
+                    "total": int(outcome.queries.sum()),
+                    "median": float(np.median(outcome.queries)) if len(radii) else None,
+                },
+                "query_budget_exhausted": int(outcome.exhausted.sum()),
+                "model_calls": outcome.calls,
+            }
+        )
+        if survival is None:
+            return
+        severity = _judge(survival, ctx)
+        if severity is None:
+            return
+        judged_severity = cap(severity, stated, Task.CLASSIFICATION, ctx)
+        default = (
+            "" if judged_severity is severity
+            else f"; at most {judged_severity.value} under the default threat model (state "
+            "word_share to judge your own)"
+        )
+        yield ctx.finding(
+            key="text",
+            title="Decisions flip under a few changed words",
+            message=(
+                f"changing at most {judged:.0%} of a text's words (at least one) with "
+                f"{' and '.join(kinds)} changes flipped {1 - survival.estimate:.0%} of the "
+                f"correct decisions (95% CI of the share that survives: {survival.low:.0%}-"
+                f"{survival.high:.0%}){default}"
+            ),
+            severity=judged_severity,
+            location=Location(ctx.subject.model.reference, pointer="word-share"),
+            evidence={"word_share": judged, "survival": survival.as_metric()},
+        )
+
+
+def _text_sample(
+    ctx: RuleContext, column: str
+) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """The texts attacked (drawn as MLA201 draws its rows), their labels, the model's clean
+    decisions, and how many rows could not be attacked (no label, or no text)."""
+    from mlaudit.rules.robustness_sample import PROFILE_SAMPLES, SAMPLE_SALT
+
+    model, sample = ctx.model, ctx.subject.sample
+    assert model is not None
+    assert sample is not None
+    features = model.select_features(sample.features)
+    labels = sample.labels
+    assert labels is not None
+    text = features[column]
+    usable = labels.notna().to_numpy() & text.map(lambda v: isinstance(v, str) and bool(
+        v.strip()
+    )).to_numpy(dtype=bool)
+    candidates = np.flatnonzero(usable)
+    if len(candidates) == 0:
+        from mlaudit.rules.base import RuleSkipped
+
+        raise RuleSkipped(f"no sample row has both a label and a text in {column!r}")
+    size = ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
+    rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
+    chosen = np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
+    frame = features.iloc[chosen].reset_index(drop=True)
+    clean = np.asarray(model.predict(frame)).ravel()
+    texts = [str(t) for t in frame[column]]
+    return texts, labels.to_numpy()[chosen], clean, len(features) - len(candidates)
+
+
+def _word_counts(changed: np.ndarray) -> dict[str, JsonValue]:
+    """How many flips needed 1, 2, 3, 4 and 5 or more changed words."""
+    counts: dict[str, JsonValue] = {str(n): int(np.sum(changed == n)) for n in range(1, 5)}
+    counts["5+"] = int(np.sum(changed >= 5))
+    return counts

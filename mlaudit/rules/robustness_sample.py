@@ -27,7 +27,7 @@ from mlaudit.robustness.hopskipjump import AttackOutcome, AttackSettings, hop_sk
 from mlaudit.robustness.oracle import ModelOutputError, Oracle
 from mlaudit.robustness.space import FeatureSpace
 from mlaudit.rules.base import RuleContext, RuleSkipped
-from mlaudit.subject.model_info import LoadedModel, Task
+from mlaudit.subject.model_info import InputKind, LoadedModel, Task
 
 # The ε judged when the user states none, in robust spreads (≈ standard deviations) of every
 # feature at once: the largest ε of the grid at which every well-built model of
@@ -39,6 +39,8 @@ DEFAULT_RMSE_SHARE = 0.5
 PROFILE_SAMPLES: Mapping[str, int] = {"quick": 50, "standard": 200, "thorough": 1000}
 PROFILE_QUERIES: Mapping[str, int] = {"quick": 500, "standard": 2000, "thorough": 10000}
 SAMPLE_SALT = 0x4D4C4132  # "MLA2"
+# Feature-space perturbations mean nothing for a model that reads one text per row.
+TEXT_INPUT_REASON = "text input: MLA205 attacks text"
 HISTOGRAM_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 # Tree ensembles' extra starts: more donor rows, and random points searched from every start
 # (a tree ensemble's boundary is a union of box faces, easily missed from one start).
@@ -197,6 +199,8 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     model, sample = ctx.model, ctx.subject.sample
     assert model is not None
     assert sample is not None
+    if model.input_kind is InputKind.TEXT:
+        raise RuleSkipped(TEXT_INPUT_REASON)
     if model.task is Task.UNKNOWN:
         raise RuleSkipped("the model's task (classification or regression) is unknown")
     frames = [model.select_features(d.features) for d in ctx.subject.datasets]

@@ -8,6 +8,7 @@ scanner for its own format, and the folder's metadata is read for code the loade
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -37,8 +38,28 @@ class FolderError(ValueError):
     """The folder is not a model folder mlaudit knows."""
 
 
+class FolderKind(enum.Enum):
+    MLFLOW = "mlflow"
+    HUGGINGFACE = "huggingface"
+    SAVEDMODEL = SAVEDMODEL_FORMAT
+
+
+# In the order a folder is recognised: an MLmodel file wins, as MLflow wraps Hugging Face and
+# TensorFlow models in folders that hold their files too.
+_KIND_FILES = (
+    (FolderKind.MLFLOW, "MLmodel"),
+    (FolderKind.HUGGINGFACE, "config.json"),
+    (FolderKind.SAVEDMODEL, PROTO_FILE),
+)
+
+
+def folder_kind(path: Path) -> FolderKind | None:
+    """Which model folder ``path`` is, by the file its loader reads first; None if none."""
+    return next((kind for kind, name in _KIND_FILES if (path / name).is_file()), None)
+
+
 def is_model_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in ("MLmodel", "config.json", PROTO_FILE))
+    return folder_kind(path) is not None
 
 
 def scan_model_folder(path: Path, scan_file: FileScanner) -> FormatReport:
@@ -47,11 +68,12 @@ def scan_model_folder(path: Path, scan_file: FileScanner) -> FormatReport:
     ``scan_file`` returns None for files that are not model files (README, tokenizer JSON);
     members are named by their path relative to the folder.
     """
-    if (path / "MLmodel").is_file():
+    kind = folder_kind(path)
+    if kind is FolderKind.MLFLOW:
         report = FormatReport("mlflow", issues=tuple(_mlflow_issues(path)))
-    elif (path / "config.json").is_file():
+    elif kind is FolderKind.HUGGINGFACE:
         report = FormatReport("huggingface", issues=tuple(_huggingface_issues(path)))
-    elif (path / PROTO_FILE).is_file():
+    elif kind is FolderKind.SAVEDMODEL:
         report = FormatReport(SAVEDMODEL_FORMAT)
     else:
         raise FolderError(

@@ -37,6 +37,12 @@ from mlaudit.scanners.savedmodel import scan_savedmodel
 from mlaudit.scanners.sevenzip import scan_7z_archive
 from mlaudit.scanners.sniff import ModelFormat, other_readings, sniff_model_format
 from mlaudit.scanners.torch import scan_torch_legacy, scan_torch_zip
+from mlaudit.scanners.tree_formats import (
+    scan_catboost,
+    scan_lightgbm_text,
+    scan_xgboost_json,
+    scan_xgboost_ubj,
+)
 
 
 @dataclass(frozen=True)
@@ -371,4 +377,8 @@ FORMAT_SCANNERS: dict[ModelFormat, Scanner] = {
     ModelFormat.TAR_ARCHIVE: members_by_content(scan_tar_archive),
     ModelFormat.SEVENZIP_ARCHIVE: members_by_content(scan_7z_archive),
     ModelFormat.SAVEDMODEL: scan_savedmodel,
+    ModelFormat.XGBOOST_JSON: scan_xgboost_json,
+    ModelFormat.XGBOOST_UBJ: scan_xgboost_ubj,
+    ModelFormat.LIGHTGBM_TEXT: scan_lightgbm_text,
+    ModelFormat.CATBOOST: scan_catboost,
 }

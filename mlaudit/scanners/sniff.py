@@ -31,6 +31,12 @@ from mlaudit.scanners.pickle import (
     scan_file,
 )
 from mlaudit.scanners.safetensors_format import looks_like_safetensors
+from mlaudit.scanners.tree_formats import (
+    looks_like_catboost,
+    looks_like_lightgbm_text,
+    looks_like_xgboost_json,
+    looks_like_xgboost_ubj,
+)
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -55,6 +61,8 @@ _TAR_COMPRESSIONS: dict[str, Callable[[Path], io.BufferedIOBase]] = {
     "gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "lzma": lzma.LZMAFile, "xz": lzma.LZMAFile,
 }
 _DECOMPRESSED_HEAD = 64 * 1024
+# Enough for a JSON model's opening key after the whitespace a pretty-printer adds.
+_TREE_FORMAT_HEAD = 256
 _ONNX_IR_VERSION = 1
 _ONNX_GRAPH = 7
 
@@ -78,11 +86,22 @@ class ModelFormat(enum.Enum):
     TAR_ARCHIVE = "tar"
     SEVENZIP_ARCHIVE = "7z"
     SAVEDMODEL = "tf-savedmodel"
+    XGBOOST_JSON = "xgboost-json"
+    XGBOOST_UBJ = "xgboost-ubj"
+    LIGHTGBM_TEXT = "lightgbm-text"
+    CATBOOST = "catboost"
 
     @property
     def pickle_based(self) -> bool:
         """Formats that are one pickle stream (or several), read by the pickle walker itself."""
         return self in (ModelFormat.PICKLE, ModelFormat.JOBLIB)
+
+
+# The boosting libraries' own formats: numbers and names only, nothing a loader imports.
+TREE_MODEL_FORMATS = frozenset(
+    {ModelFormat.XGBOOST_JSON, ModelFormat.XGBOOST_UBJ, ModelFormat.LIGHTGBM_TEXT,
+     ModelFormat.CATBOOST}
+)
 
 
 def is_entry_point(reference: str) -> bool:
@@ -112,6 +131,9 @@ def sniff_model_format(path: Path) -> ModelFormat:
         if len(head) > 1 and head[0] == 0x80 and head[1] <= 5:
             return ModelFormat.PICKLE
         size = path.stat().st_size
+        tree_format = _sniff_tree_format(head + handle.read(_TREE_FORMAT_HEAD - len(head)))
+        if tree_format is not None:
+            return tree_format
         # An implausible header length is still safetensors' shape: the scanner reports it.
         if looks_like_safetensors(head, size) or head[8:9] == b"{":
             return ModelFormat.SAFETENSORS
@@ -138,9 +160,23 @@ def sniff_model_format(path: Path) -> ModelFormat:
         return ModelFormat.PICKLE
     raise InputError(
         f"{path}: unknown model format (supported: pickle, joblib, skops, ONNX, PyTorch, "
-        "Keras, TensorFlow SavedModel, safetensors, NumPy, zip/tar/7z archives, MLflow, "
+        "Keras, TensorFlow SavedModel, safetensors, NumPy, XGBoost JSON/UBJ, LightGBM text, "
+        "CatBoost .cbm, zip/tar/7z archives, MLflow, "
         "Hugging Face and SavedModel folders, or an entry point module:callable)"
     )
+
+
+def _sniff_tree_format(head: bytes) -> ModelFormat | None:
+    """The boosting libraries' own formats: XGBoost JSON/UBJSON, LightGBM text, CatBoost."""
+    if looks_like_catboost(head):
+        return ModelFormat.CATBOOST
+    if looks_like_lightgbm_text(head):
+        return ModelFormat.LIGHTGBM_TEXT
+    if looks_like_xgboost_ubj(head):
+        return ModelFormat.XGBOOST_UBJ
+    if looks_like_xgboost_json(head):
+        return ModelFormat.XGBOOST_JSON
+    return None
 
 
 def _sniff_zip(path: Path) -> ModelFormat:

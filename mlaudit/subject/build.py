@@ -6,6 +6,7 @@ inventory of what the model file would import when loaded. Nothing is loaded her
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ from mlaudit.scanners.sniff import ModelFormat, is_entry_point, sniff_model_form
 from mlaudit.subject.data import Dataset, read_dataset
 
 SAMPLE_PREFERENCE = ("data", "holdout", "train")
+# Every data role, in the order the subject (and the report) lists them. ``reference`` is the
+# data drift is measured against (the training data when not given) and ``current`` the
+# production data; their labels are optional, since production data rarely has them.
+DATA_ROLES = ("data", "train", "holdout", "reference", "current")
+LABELS_OPTIONAL = frozenset({"reference", "current"})
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ def build_subject(
     extra_allowed: frozenset[str] = frozenset(),
     environment: bool = False,
     cache: RunCache | None = None,
+    reference: Path | None = None,
+    current: Path | None = None,
 ) -> Subject:
     """Everything the audit reads, hashed and scanned. Give the run's ``cache`` (and the same
     one to :func:`mlaudit.engine.run.run_audit`) and what the scan parsed is not parsed again.
@@ -112,11 +120,14 @@ def build_subject(
     artifact = (
         model if isinstance(model, ModelArtifact) else open_model(model, extra_allowed, cache)
     )
+    paths = dict(zip(DATA_ROLES, (data, train, holdout, reference, current), strict=True))
     datasets = tuple(
-        read_dataset(path, role, target)
-        for role, path in (("data", data), ("train", train), ("holdout", holdout))
+        with_optional_target(read_dataset(path, role, None), target)
+        if role in LABELS_OPTIONAL else read_dataset(path, role, target)
+        for role, path in paths.items()
         if path is not None
     )
+    require_current_columns(datasets)
     if source is not None and not source.is_dir():
         raise InputError(f"source {source} is not a directory")
     for requirement in requirements:
@@ -126,3 +137,30 @@ def build_subject(
     return Subject(
         artifact, datasets, resolved_target, source, tuple(requirements), environment
     )
+
+
+def with_optional_target(dataset: Dataset, target: str | None) -> Dataset:
+    """``dataset`` of a role whose labels are optional, labelled when it has ``target``."""
+    if target is None or target not in dataset.columns:
+        return dataset
+    return dataclasses.replace(dataset, target=target)
+
+
+def require_current_columns(datasets: Sequence[Dataset]) -> None:
+    """An :class:`InputError` when the current data lacks columns of the data it is compared
+    with (``reference``, else ``train``): drift cannot be measured on a column that is gone,
+    and a production feed that lost a column is an input error, not a finding."""
+    by_role = {d.role: d for d in datasets}
+    current = by_role.get("current")
+    baseline = by_role.get("reference") or by_role.get("train")
+    if current is None or baseline is None:
+        return
+    present = set(current.columns)
+    missing = [c for c in baseline.columns if c not in present and c != baseline.target]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
+                                           else "")
+        raise InputError(
+            f"current file {current.path} lacks {len(missing)} column(s) of {baseline.role} "
+            f"file {baseline.path}: {shown}"
+        )

@@ -8,14 +8,15 @@ are not a problem, and text in a column an encoder takes is a category, not a pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from mlaudit.core.errors import InputError
 from mlaudit.core.findings import JsonValue, Severity
 from mlaudit.subject.data import Dataset
-from mlaudit.subject.model_info import LoadedModel, json_safe_classes
+from mlaudit.subject.model_info import InputKind, LoadedModel, json_safe_classes
 from mlaudit.subject.preprocessing import ColumnHandling, Encoding, read_pipeline, unseen
 
 _SHOWN = 10
@@ -36,15 +37,74 @@ def _listed(names: list[str]) -> str:
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
+class QueryFailure(InputError):
+    """The model raised when queried with the data: the rules that query it cannot run, but
+    what was found without querying it still stands."""
+
+
+def with_text_column(
+    model: LoadedModel, datasets: Sequence[Dataset], named: str | None
+) -> LoadedModel:
+    """A text model with the data column it reads named: ``named`` (``--text-column``), else
+    the one non-target text column of the data; an input error asking for ``--text-column``
+    when the data has none or several. Other models, and data-less runs, are left as they are.
+    """
+    if model.input_kind is not InputKind.TEXT or model.feature_names is not None:
+        return model
+    if named is None and datasets:
+        candidates = text_columns(datasets)
+        if len(candidates) != 1:
+            found = (
+                f"{len(candidates)} text columns ({_listed(candidates)})" if candidates
+                else "no text column"
+            )
+            raise InputError(
+                f"the model takes text and the data has {found}: name the column that holds "
+                "it with --text-column (text_column in the configuration)"
+            )
+        named = candidates[0]
+    return model if named is None else replace(model, feature_names=(named,))
+
+
+def sole_text_column(datasets: Sequence[Dataset]) -> str | None:
+    """The data's one non-target text column, or None when it has none or several."""
+    candidates = text_columns(datasets) if datasets else []
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def text_columns(datasets: Sequence[Dataset]) -> list[str]:
+    """Non-target columns that hold strings in every data file."""
+    return [
+        str(c) for c in datasets[0].features.columns
+        if all(c in d.features.columns and _holds_text(d.features[c]) for d in datasets)
+    ]
+
+
+def _holds_text(column: pd.Series) -> bool:
+    """Strings only (judged on the first thousand present values: a column of another kind
+    shows it long before)."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    present = column.dropna().head(1000)
+    return bool(len(present)) and bool(present.map(lambda v: isinstance(v, str)).all())
+
+
 def require_usable(dataset: Dataset, model: LoadedModel) -> None:
-    """Raise :class:`InputError` when the model cannot be queried with ``dataset`` at all."""
+    """Raise :class:`InputError` when the model cannot be queried with ``dataset`` at all:
+    :class:`QueryFailure` when it has the columns the model takes but the model raises on a
+    few of its rows (naming the pipeline step that failed and what to check)."""
     features = dataset.features
     if model.feature_names is not None:
-        missing = [name for name in model.feature_names if name not in features.columns]
+        found = model.data_columns(features.columns)
+        missing = [name for name in model.feature_names if name not in found]
         if missing:
+            hint = (
+                "; name the column that holds the text with --text-column"
+                if model.input_kind is InputKind.TEXT else ""
+            )
             raise InputError(
                 f"{dataset.role} file {dataset.path} lacks {len(missing)} column(s) the model "
-                f"needs: {_listed(missing)}"
+                f"needs: {_listed(missing)}{hint}"
             )
     elif model.n_features is not None and features.shape[1] != model.n_features:
         raise InputError(
@@ -56,11 +116,44 @@ def require_usable(dataset: Dataset, model: LoadedModel) -> None:
     try:
         model.predict(probe)
     except Exception as error:  # the model's own code may raise anything
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise InputError(
+        fix = (
+            "check that --text-column names the column of raw text the model was trained on"
+            if model.input_kind is InputKind.TEXT
+            else "check that the data has the columns, types and encodings the model was "
+            "trained on"
+        )
+        raise QueryFailure(
             f"the model cannot predict on {dataset.role} file {dataset.path}: "
-            f"{type(error).__name__}: {first_line}"
+            f"{_failure(model, model.select_features(probe), error)}; {fix}"
         ) from None
+
+
+def _failure(model: LoadedModel, probe: pd.DataFrame, error: Exception) -> str:
+    """``error``, with the scikit-learn Pipeline step that raised it named: each step is
+    replayed on the probe rows (only on failure, so it costs nothing when the model works)."""
+    steps = getattr(model.estimator, "steps", None)
+    if model.estimator_input is None or not isinstance(steps, list) or not steps:
+        return _one_line(error)
+    data = model.estimator_input(probe)
+    failed_name, failed_step, cause = steps[-1][0], steps[-1][1], error
+    for name, step in steps[:-1]:
+        if step is None or step == "passthrough":
+            continue
+        try:
+            data = step.transform(data)
+        except Exception as inner:  # the step's own code may raise anything
+            failed_name, failed_step, cause = name, step, inner
+            break
+    return (
+        f"Pipeline step {failed_name!r} ({type(failed_step).__name__}) failed on the data: "
+        f"{_one_line(cause)}"
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first_line}"
 
 
 def inspect(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
@@ -69,7 +162,8 @@ def inspect(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
     features = dataset.features
     used = model.select_features(features)
     if model.feature_names is not None:
-        unused = [c for c in features.columns if c not in model.feature_names]
+        taken = set(used.columns)
+        unused = [c for c in features.columns if c not in taken]
         if unused:
             issues.append(
                 CompatibilityIssue(
@@ -81,8 +175,8 @@ def inspect(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
                     evidence={"columns": list(unused)},
                 )
             )
-        in_data = [c for c in features.columns if c in model.feature_names]
-        if in_data != list(model.feature_names):
+        in_data = [c for c in features.columns if c in taken]
+        if in_data != list(used.columns):
             issues.append(
                 CompatibilityIssue(
                     key="column-order",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,11 @@ import pytest
 from mlaudit.loaders.sklearn import wrap_estimator
 from mlaudit.privacy.evaluation import membership_data
 from mlaudit.privacy.reference import (
+    FitParallelism,
+    ReferencesDoNotFit,
+    local_fit_batch,
     logit_clip,
+    parallel_fit_settings,
     plan_references,
     reference_attacks,
     reference_probabilities,
@@ -25,6 +30,71 @@ def test_every_row_is_in_half_of_the_references() -> None:
     assert plan.keep.shape == (8, 500)
     assert (plan.keep.sum(axis=0) == 4).all()
     assert len(set(plan.seeds)) == 8
+    # Complementary pairs: any first pairs are a balanced design of their own.
+    assert (plan.first(2).keep.sum(axis=0) == 1).all()
+
+
+def test_capped_references_train_on_fewer_rows_and_keep_every_evaluated_row() -> None:
+    required = np.arange(0, 1000, 10)
+    plan = plan_references(
+        4, 1000, np.random.default_rng(0), required=required, max_training_rows=150
+    )
+    assert plan.training_rows == 150
+    in_pool = plan.keep.any(axis=0)
+    assert in_pool.sum() == 300
+    assert in_pool[required].all()
+    assert (plan.keep[:, in_pool].sum(axis=0) == 2).all()
+
+
+def _fits(rows: int, seconds: float) -> list[np.ndarray]:
+    import time
+
+    time.sleep(seconds)
+    return [np.zeros(3)] * rows
+
+
+def test_references_scale_down_to_the_budget_in_whole_pairs() -> None:
+    import time
+
+    plan = plan_references(8, 40, np.random.default_rng(0))
+    messages: list[str] = []
+    fits = reference_probabilities(
+        plan, lambda batch: _fits(len(batch), 0.5), batch_size=1,
+        deadline=time.monotonic() + 4.25, budget_s=4.25, progress=messages.append,
+        check_budget=lambda: None,
+    )
+    # 0.5 s a fit, 2 s kept for the evaluation: four fits, not eight.
+    assert fits.plan.count == 4
+    assert fits.probabilities.shape == (4, 3)
+    assert fits.metrics()["references_planned"] == 8
+    assert "fitted 4 of 8 reference models" in str(fits.scaled_down)
+    assert messages[0].startswith("reference models fitted 1/8, ETA")
+    with pytest.raises(ReferencesDoNotFit, match="two would overrun"):
+        reference_probabilities(
+            plan, lambda batch: _fits(len(batch), 0.5), batch_size=1,
+            deadline=time.monotonic() + 2.7, budget_s=2.7, progress=messages.append,
+            check_budget=lambda: None,
+        )
+
+
+def test_estimators_with_their_own_threads_fit_one_at_a_time() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    forest_pipeline = make_pipeline(StandardScaler(), RandomForestClassifier())
+    assert parallel_fit_settings(forest_pipeline, -1) == FitParallelism(1, -1)
+    explicit = make_pipeline(StandardScaler(), RandomForestClassifier(n_jobs=1))
+    assert parallel_fit_settings(explicit, 2) == FitParallelism(
+        1, 2, ("randomforestclassifier__n_jobs",)
+    )
+    assert parallel_fit_settings(HistGradientBoostingClassifier(), -1) == FitParallelism(1, 1)
+    from sklearn.tree import DecisionTreeClassifier
+
+    # One core each: as many references at once as there are workers (and cores).
+    assert parallel_fit_settings(DecisionTreeClassifier(), 1) == FitParallelism(1, 1)
+    cores = len(os.sched_getaffinity(0))
+    assert parallel_fit_settings(DecisionTreeClassifier(), -1) == FitParallelism(cores, 1)
 
 
 @pytest.mark.slow
@@ -36,7 +106,11 @@ def test_parallel_fitting_gives_the_serial_numbers(tmp_path: Path) -> None:
     data = membership_data(subject, model, seed=0, max_rows=1000)
     plan = plan_references(4, len(data.pool), np.random.default_rng(0))
     serial, parallel = (
-        reference_probabilities(model, data, plan, n_jobs=jobs, check_budget=lambda: None)
+        reference_probabilities(
+            plan, local_fit_batch(model, data, FitParallelism(jobs, 1)), batch_size=jobs,
+            deadline=float("inf"), budget_s=60.0, progress=lambda _: None,
+            check_budget=lambda: None,
+        ).probabilities
         for jobs in (1, 2)
     )
     np.testing.assert_array_equal(serial, parallel)
