@@ -898,6 +898,10 @@ class _Walker:
             padding = self._stream.read(1)
             if not padding:
                 raise StreamError("joblib array padding byte missing", start)
+            # Checked before seeking: a memory map refuses a seek past its end with a
+            # ValueError, where a file would silently go there.
+            if self._stream.tell() + padding[0] > self._size:
+                raise StreamError("joblib array padding runs past the end of the file", start)
             self._stream.seek(padding[0], io.SEEK_CUR)
         end = self._stream.tell() + nbytes
         if end > self._size:

@@ -390,3 +390,34 @@ def test_epsilon_below_an_integer_step_is_reported(run_cli: Runner, tmp_path: Pa
     [note] = [f for f in black_box["findings"] if f["location"]["pointer"] == "integer-step"]
     assert note["severity"] == "info"
     assert "pixel_0" in note["message"]
+
+
+class _SlowClock:
+    """``time`` as MLA203's module sees it, where every reading is an hour later than the
+    last: certifying a row looks slower than any budget, without waiting for it."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.monotonic()
+
+    def monotonic(self) -> float:
+        self._now += 3600.0
+        return self._now
+
+
+def test_mla203_scales_down_instead_of_overrunning_its_budget(
+    run_cli: Runner, cases: dict[str, Case], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: a verifier slower than its budget certifies what fits and says so; the rows
+    it leaves are uncertified (radius 0), which keeps the certified bound sound."""
+    import mlaudit.rules.robustness as robustness
+
+    monkeypatch.setattr(robustness, "time", _SlowClock())
+    result = _scan(run_cli, cases["brittle forest"], "--select", "MLA203", "--isolation", "none")
+    verification = result.result("MLA203")
+    assert verification["status"] != "error"
+    assert verification["metrics"]["scaled_down"].startswith("certified 1 of ")
+    certified = verification["metrics"]["robust_accuracy"]["certified"]
+    attack = verification["metrics"]["robust_accuracy"]["attack"]
+    assert all(c["estimate"] <= a["estimate"] for c, a in zip(certified, attack, strict=True))
