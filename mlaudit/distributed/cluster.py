@@ -120,8 +120,7 @@ class Cluster:
         each (a task loads the model once for its run), results concatenated in order."""
         from distributed import wait
 
-        indices = params.pop("indices")
-        assert isinstance(indices, list)
+        indices = requested_rows(what, params)
         tasks = max(min(self.threads(), len(indices)), 1)
         runs = [indices[i * len(indices) // tasks:(i + 1) * len(indices) // tasks]
                 for i in range(tasks)]
@@ -146,3 +145,15 @@ class Cluster:
             assert isinstance(part, list)
             results.extend(part)
         return results
+
+
+def requested_rows(what: str, params: dict[str, JsonValue]) -> list[int]:
+    """The row numbers a delegated request asks for, taken out of ``params``. The request
+    comes from the model worker, which a hostile model may control: it is checked, not
+    asserted (an assertion vanishes under python -O)."""
+    indices = params.pop("indices", None)
+    if not isinstance(indices, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in indices
+    ):
+        raise ValueError(f"delegated {what}: indices must be a list of row numbers")
+    return [int(i) for i in indices if isinstance(i, int)]

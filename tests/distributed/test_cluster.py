@@ -106,3 +106,15 @@ def test_a_worker_killed_mid_scan_is_retried_or_reported_never_a_hang(
     # Retried (the same numbers as the local run), or an error that says why.
     for rule in RULES:
         assert results[rule] == local[rule] or results[rule]["status"] == "error"
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"indices": "0-10"}, {"indices": [0, "1"]}, {"indices": [True]}]
+)
+def test_a_malformed_request_from_the_model_worker_is_refused(params: dict[str, Any]) -> None:
+    """The model worker asks the parent for cluster work; a hostile model may forge the
+    request. It is refused before any task is submitted."""
+    from mlaudit.distributed.cluster import requested_rows
+
+    with pytest.raises(ValueError, match="indices must be a list of row numbers"):
+        requested_rows("reference-scores", dict(params))

@@ -106,6 +106,27 @@ def test_other_json_is_not_a_tree_model(tmp_path: Path) -> None:
         sniff_model_format(other)
 
 
+
+@pytest.mark.parametrize("name", NATIVE)
+def test_a_pickle_appended_to_a_native_model_is_refused(
+    models: Path, tmp_path: Path, name: str
+) -> None:
+    """A polyglot attempt: the model the library reads, then a payload some other reader
+    might reach. Whatever follows the model's own end is a finding, never "clean"."""
+    payload = b"\x80\x04\x95\x1e\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x8c\x06system\x93."
+    edited = tmp_path / name
+    edited.write_bytes((models / name).read_bytes() + b"\n" + payload)
+    assert _issues(edited), f"{name} with a pickle after it passed"
+
+
+def test_a_tokenizer_json_is_not_an_xgboost_model(tmp_path: Path) -> None:
+    """Regression: every Hugging Face folder's tokenizer.json opens with a string "version"
+    and was taken for a malformed XGBoost model, blocking the folder."""
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text('{"version": "1.0", "truncation": null, "model": {"type": "WordPiece"}}')
+    with pytest.raises(InputError, match="unknown model format"):
+        sniff_model_format(tokenizer)
+
 @pytest.mark.parametrize("name", NATIVE)
 def test_mutated_models_never_break_the_scanner(models: Path, tmp_path: Path, name: str) -> None:
     """Random cuts and byte flips: an issue or an unknown format, never an exception."""
