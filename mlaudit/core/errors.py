@@ -19,5 +19,11 @@ class ConfigError(UsageError):
     """A configuration file or environment variable that is malformed or names unknown keys."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class ModelNotRunnable(Exception):
     """The artifact loaded and is safe, but it holds no runnable model (weights only)."""

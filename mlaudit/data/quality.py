@@ -46,11 +46,17 @@ def graded(rows: int, total: int, bands: Sequence[float]) -> tuple[Severity | No
     """The severity of ``rows`` of ``total`` by the lower bound of its Wilson interval (None
     under the first band), and the interval as the metrics record it."""
     interval = wilson(rows, total)
+    return band_grade(interval.low, bands), interval.as_metric()
+
+
+def band_grade(value: float, bands: Sequence[float]) -> Severity | None:
+    """The severity of ``value`` by ``bands`` (low, medium, high): the last band it reaches,
+    None under the first."""
     severity = None
     for band, grade in zip(bands, _GRADES, strict=False):
-        if interval.low >= band:
+        if value >= band:
             severity = grade
-    return severity, interval.as_metric()
+    return severity
 
 
 def _counted(

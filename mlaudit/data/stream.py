@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlaudit.subject.data import PARQUET_MAGIC, Dataset
+from mlaudit.subject.data import Dataset
 
 CHUNK_ROWS = 250_000
 
@@ -25,9 +25,8 @@ def every_row(dataset: Dataset, columns: Sequence[str]) -> tuple[Iterator[pd.Dat
     if sampling is None or sampling.method == "all":
         return iter([dataset.frame]), "every row, in memory"
     path = dataset.path
-    with path.open("rb") as handle:
-        parquet = handle.read(4) == PARQUET_MAGIC
-    if parquet:
+    # Only a Parquet file is sampled by row group (a small one is read whole: "all").
+    if sampling.method == "row-groups":
         return _parquet(path, columns), "every row, streamed by Parquet row group"
     if sampling.method in ("reservoir", "uniform"):
         return _csv(path, columns), "every row, streamed in CSV chunks"

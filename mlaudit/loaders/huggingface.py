@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.core.errors import InputError, ModelNotRunnable
+from mlaudit.core.errors import InputError, ModelNotRunnable, first_line
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.format_report import MAX_JSON_HEADER_BYTES
 from mlaudit.subject.build import ModelArtifact
-from mlaudit.subject.model_info import InputKind, LoadedModel, Task
+from mlaudit.subject.model_info import InputKind, LoadedModel, Task, softmax
 
 FRAMEWORK = "transformers"
 ARCHITECTURE_SUFFIX = "ForSequenceClassification"
@@ -208,7 +208,7 @@ def _load_model(
         )
     except Exception as error:  # transformers raises OSError, ValueError, KeyError, ...
         raise InputError(f"{reference} could not be loaded by transformers: "
-                         f"{_first_line(error)}") from None
+                         f"{first_line(error)}") from None
     missing = sorted({*info.get("missing_keys", ()),
                       *(key[0] for key in info.get("mismatched_keys", ()))})
     if missing:
@@ -231,13 +231,8 @@ def _load_tokenizer(transformers: Any, folder: Path, reference: str) -> Any:
     except Exception as error:  # a missing or malformed tokenizer file, in any of its forms
         raise InputError(
             f"{reference}: its tokenizer could not be loaded by transformers: "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _max_length(tokenizer: Any, config: Any) -> int:
@@ -281,10 +276,7 @@ class _Logits:
         return np.asarray(self.classes[self(frame).argmax(axis=1)])
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        logits = self(frame).astype(np.float64)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
-        return probabilities
+        return softmax(self(frame).astype(np.float64))
 
     def regression(self, frame: pd.DataFrame) -> np.ndarray:
         return self(frame)[:, 0]

@@ -22,13 +22,15 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from mlaudit.core.errors import InputError, ModelNotRunnable
+from mlaudit.core.errors import InputError, ModelNotRunnable, first_line
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.entrypoint import import_named, working_folder_importable
+from mlaudit.loaders.native_trees import import_library
 from mlaudit.scanners.pickle_policy import TORCHSCRIPT_NAMESPACE, Verdict, canonical_name
 from mlaudit.scanners.sniff import ModelFormat
 from mlaudit.subject.build import ModelArtifact
+from mlaudit.subject.compat import listed
 from mlaudit.subject.model_info import LoadedModel
 
 FRAMEWORK = "pytorch"
@@ -57,14 +59,11 @@ def load(
     if artifact.format is ModelFormat.SAFETENSORS and options.model_class is None:
         # Any framework's weights: without an architecture there is nothing to need torch for.
         raise ModelNotRunnable(_WEIGHTS_ONLY)
-    try:
-        import torch
+    import_library("torch", "PyTorch", "torch", artifact)
+    import torch
 
-        from mlaudit.loaders.torch_model import wrap_module
-    except ImportError:
-        raise InputError(
-            f"{artifact.reference} is a PyTorch model; loading it needs torch: {_INSTALL_HINT}"
-        ) from None
+    from mlaudit.loaders.torch_model import wrap_module
+
     if artifact.format is ModelFormat.SAFETENSORS:
         return wrap_module(_with_architecture(artifact, _safetensors(artifact), options),
                            FRAMEWORK, options)
@@ -232,7 +231,7 @@ def _require_fit(
         if key in weights and tuple(weights[key].shape) != tuple(expected[key].shape)
     ]
     problems = [
-        f"{label} {_listed(keys)}"
+        f"{label} {listed(keys, _LISTED)}"
         for label, keys in (
             ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)
         )
@@ -246,13 +245,3 @@ def _require_fit(
 
 def _shape(tensor: Any) -> str:
     return "x".join(str(size) for size in tensor.shape) or "scalar"
-
-
-def _listed(items: list[str]) -> str:
-    shown = ", ".join(items[:_LISTED])
-    return shown + (f" and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

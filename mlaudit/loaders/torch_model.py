@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlaudit.core.errors import InputError, ModelNotRunnable
+from mlaudit.core.errors import InputError, ModelNotRunnable, first_line
 from mlaudit.core.load_options import LoadOptions
-from mlaudit.loaders.torch import first_line
-from mlaudit.subject.model_info import LoadedModel, Task
+from mlaudit.subject.model_info import LoadedModel, Task, softmax
 
 # Rows per forward pass: large enough that a rule's cost is the model's batch throughput, small
 # enough that a wide model's activations stay in memory.
@@ -147,10 +146,7 @@ def wrap_module(module: torch.nn.Module, framework: str, options: LoadOptions) -
         )
 
     def predict_proba(frame: pd.DataFrame) -> np.ndarray:
-        logits = batches(frame, head)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True, initial=-np.inf))
-        probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
-        return probabilities
+        return softmax(batches(frame, head))
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(batches(frame, head).argmax(axis=1))

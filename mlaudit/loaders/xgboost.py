@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlaudit.core.errors import InputError
+from mlaudit.core.errors import InputError, first_line
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.native_trees import import_library
@@ -42,23 +42,26 @@ def load(
         estimator = getattr(xgboost, _WRAPPERS.get(task, "XGBRegressor"))()
         estimator.load_model(str(artifact.path))
     except (xgboost.core.XGBoostError, ValueError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{artifact.reference} could not be loaded by XGBoost: {first}") from None
-    estimator.set_params(**_hyperparameters(booster, document, objective))
+        raise InputError(
+            f"{artifact.reference} could not be loaded by XGBoost: {first_line(error)}"
+        ) from None
+    estimator.set_params(**_hyperparameters(booster, document, objective, task))
     loaded = wrap_estimator(estimator, FRAMEWORK, artifact.reference)
     if task == "ranking":  # a ranking score is neither a class nor a regression target
         return replace(loaded, task=Task.UNKNOWN)
     return loaded
 
 
-def _hyperparameters(booster: Any, document: Any, objective: str) -> dict[str, Any]:
+def _hyperparameters(
+    booster: Any, document: Any, objective: str, task: str
+) -> dict[str, Any]:
     """What the file says of how the model was trained, for the reference models MLA302 fits
     like it: rounds, objective and the depth its trees reach. XGBoost's file keeps no
     learning rate or regularisation; the library's defaults stand in for them."""
     trees = document["learner"]["gradient_booster"].get("model", {}).get("trees", [])
     depth = max((_depth(tree) for tree in trees), default=0)
     parameters: dict[str, Any] = {"n_estimators": int(booster.num_boosted_rounds())}
-    if xgboost_task(objective) != "classification":
+    if task != "classification":
         # A classifier picks its objective from the labels it is refitted on (binary or
         # multi-class), which a reference model's half of the rows may change.
         parameters["objective"] = objective

@@ -102,6 +102,10 @@ class ReferencePlan:
     def first(self, count: int) -> ReferencePlan:
         return ReferencePlan(self.keep[:count], self.seeds[:count])
 
+    def job(self, i: int) -> ReferenceJob:
+        """Reference ``i``: its index, the pool rows it trains on and its seed."""
+        return ReferenceJob(i, np.flatnonzero(self.keep[i]), self.seeds[i])
+
 
 def plan_references(
     count: int,
@@ -294,10 +298,7 @@ def fit_planned_references(
     fit = local_fit_batch(
         model, data, FitParallelism(1, threads, request.thread_parameters)
     )
-    jobs = [
-        ReferenceJob(i, np.flatnonzero(plan.keep[i]), plan.seeds[i])
-        for i in indices if isinstance(i, int)
-    ]
+    jobs = [plan.job(i) for i in indices if isinstance(i, int)]
     return [row.tolist() for row in fit(jobs)]
 
 
@@ -353,10 +354,7 @@ def reference_probabilities(
                 f"{budget_s:.0f} s"
             )
             break
-        batch = [
-            ReferenceJob(i, np.flatnonzero(plan.keep[i]), plan.seeds[i])
-            for i in range(len(rows), len(rows) + size)
-        ]
+        batch = [plan.job(i) for i in range(len(rows), len(rows) + size)]
         started = time.monotonic()
         rows.extend(fit_batch(batch))
         spent += time.monotonic() - started

@@ -13,7 +13,7 @@ from mlaudit.data import leakage
 from mlaudit.data.drift import ColumnDrift, adjusted_p_values, column_drift, identifier_like
 from mlaudit.data.outcomes import performance, prediction_drift, prediction_kind, predictions
 from mlaudit.data.profile import ColumnProfile, profile_chunks, uniform_sample
-from mlaudit.data.quality import QualityThresholds, check_file
+from mlaudit.data.quality import QualityThresholds, band_grade, check_file
 from mlaudit.data.stream import every_row
 from mlaudit.rules.base import (
     OptionKind,
@@ -158,9 +158,7 @@ class DataQuality(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         if not ctx.subject.datasets:
             raise RuleSkipped(NO_DATA)
-        bands = ctx.option_floats("share_bands")
-        if bands != sorted(bands):
-            raise ConfigError(f"option share_bands for rule MLA701 must increase, not {bands}")
+        bands = _increasing_bands(ctx, "share_bands", "MLA701")
         thresholds = QualityThresholds(bands, ctx.option_float("near_constant_share"))
         training = ctx.subject.dataset("train") or ctx.subject.dataset("reference")
         # The training data first: every other file is profiled against it.
@@ -316,9 +314,7 @@ class Drift(Rule):
             raise RuleSkipped("no current data: give --current (production data)")
         if reference is None:
             raise RuleSkipped("no reference data: give --reference or --train")
-        bands = ctx.option_floats("psi_bands")
-        if bands != sorted(bands):
-            raise ConfigError(f"option psi_bands for rule MLA704 must increase, not {bands}")
+        bands = _increasing_bands(ctx, "psi_bands", "MLA704")
         rng = ctx.rng()
         size = ctx.option_int("sample_rows")
         ref_rows = uniform_sample(reference.rows, size, rng)
@@ -371,12 +367,14 @@ class Drift(Rule):
 
 
 _CHARTED_FEATURES = 12  # the report plots the most drifted features, not all of a wide table
-_GRADES = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 
 
-def _psi_grade(value: float, bands: list[float]) -> Severity | None:
-    reached = [grade for band, grade in zip(bands, _GRADES, strict=False) if value >= band]
-    return reached[-1] if reached else None
+def _increasing_bands(ctx: RuleContext, option: str, rule: str) -> list[float]:
+    """The bands in option ``option`` of rule ``rule``, which must increase."""
+    bands = ctx.option_floats(option)
+    if bands != sorted(bands):
+        raise ConfigError(f"option {option} for rule {rule} must increase, not {bands}")
+    return bands
 
 
 def _feature_findings(
@@ -387,7 +385,7 @@ def _feature_findings(
     features: dict[str, JsonValue] = {}
     drifted: list[tuple[ColumnDrift, float, Severity]] = []
     for drift, p_value in zip(drifts, adjusted, strict=True):
-        severity = _psi_grade(drift.psi.estimate, bands) if p_value < alpha else None
+        severity = band_grade(drift.psi.estimate, bands) if p_value < alpha else None
         features[drift.column] = {
             "kind": drift.kind.value, "test": drift.test, "psi": drift.psi.as_metric(),
             "statistic": round(drift.statistic, 6), "p_value": drift.p_value,
@@ -459,7 +457,7 @@ def _prediction_finding(
         return
     p_value = drift.p_value  # one test: nothing to correct for
     significant = p_value < ctx.option_float("alpha")
-    severity = _psi_grade(drift.psi.estimate, bands) if significant else None
+    severity = band_grade(drift.psi.estimate, bands) if significant else None
     ctx.metrics["prediction_drift"] = {
         "measured": True, "rows": len(reference), "kind": kind.value, "test": drift.test,
         "psi": drift.psi.as_metric(), "p_value": p_value, "drifted": severity is not None,
@@ -648,8 +646,7 @@ def _target_leaks(
         d.frame.dropna(subset=[target]) for d in (train, holdout)
     )
     train_rows, holdout_rows = (
-        frame if len(frame) <= rows else frame.iloc[np.sort(rng.choice(len(frame), rows, False))]
-        for frame in (train_rows, holdout_rows)
+        frame.iloc[uniform_sample(len(frame), rows, rng)] for frame in (train_rows, holdout_rows)
     )
     model = ctx.model
     split = leakage.make_split(train_rows, holdout_rows, target,

@@ -243,9 +243,10 @@ def _reference_scores(
         parallelism = parallel_fit_settings(model.estimator, ctx.option_int("n_jobs") or -1)
         request = ReferenceRequest(ctx.seed, data_rows, count, rows, parallelism.explicit)
         plan = request.plan(data)
-        fit_batch, workers = local_fit_batch(model, data, parallelism), parallelism.at_once
         if ctx.delegate is not None:
             fit_batch, workers = _cluster_fit_batch(ctx.delegate, request, ctx.deadline)
+        else:
+            fit_batch, workers = local_fit_batch(model, data, parallelism), parallelism.at_once
         try:
             return reference_probabilities(
                 plan, fit_batch, batch_size=workers, deadline=ctx.deadline,

@@ -926,7 +926,7 @@ def _text_sample(
 ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """The texts attacked (drawn as MLA201 draws its rows), their labels, the model's clean
     decisions, and how many rows could not be attacked (no label, or no text)."""
-    from mlaudit.rules.robustness_sample import PROFILE_SAMPLES, SAMPLE_SALT
+    from mlaudit.rules.robustness_sample import draw_rows
 
     model, sample = ctx.model, ctx.subject.sample
     assert model is not None
@@ -943,9 +943,7 @@ def _text_sample(
         from mlaudit.rules.base import RuleSkipped
 
         raise RuleSkipped(f"no sample row has both a label and a text in {column!r}")
-    size = ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
-    rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
-    chosen = np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
+    chosen = draw_rows(ctx, candidates)
     frame = features.iloc[chosen].reset_index(drop=True)
     clean = np.asarray(model.predict(frame)).ravel()
     texts = [str(t) for t in frame[column]]

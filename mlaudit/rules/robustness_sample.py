@@ -190,6 +190,14 @@ class AttackSample:
         return metrics
 
 
+def draw_rows(ctx: RuleContext, candidates: np.ndarray) -> np.ndarray:
+    """The sorted rows the robustness family judges, drawn from ``candidates``: one draw for
+    the whole family, so MLA201-205 judge the same rows and can be compared."""
+    size = ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
+    rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
+    return np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
+
+
 def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     """Draw the sample, build the space and ask the model for its clean answers.
 
@@ -220,10 +228,7 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     candidates = np.flatnonzero(usable)
     if len(candidates) == 0:
         raise RuleSkipped("every sample row has a missing value in a feature that may change")
-    size = ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
-    # One draw for the whole family, so MLA201-204 judge the same rows and can be compared.
-    rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
-    chosen = np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
+    chosen = draw_rows(ctx, candidates)
     frame = features.iloc[chosen].reset_index(drop=True)
     clean = _checked(model.predict(frame), len(frame))
     tolerance: float | None = None

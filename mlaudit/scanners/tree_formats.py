@@ -402,7 +402,7 @@ _LIGHTGBM_REQUIRED = ("num_class", "num_tree_per_iteration", "max_feature_idx", 
 
 @dataclass(frozen=True)
 class LightGBMHeader:
-    """What the text model says about itself (the loader reads the same header)."""
+    """What the text model says about itself."""
 
     values: Mapping[str, str]
     trees: int
@@ -414,10 +414,6 @@ class LightGBMHeader:
     @property
     def objective(self) -> str:
         return self.values.get("objective", "").split(" ")[0]
-
-    @property
-    def num_class(self) -> int:
-        return int(self.values.get("num_class", "1"))
 
 
 def scan_lightgbm_text(path: Path) -> FormatReport:

@@ -17,6 +17,7 @@ from mlaudit.core.runcache import RunCache
 from mlaudit.scanners.folders import is_model_folder
 from mlaudit.scanners.inventory import ImportInventory, take_inventory
 from mlaudit.scanners.sniff import ModelFormat, is_entry_point, sniff_model_format
+from mlaudit.subject.compat import listed
 from mlaudit.subject.data import Dataset, read_dataset
 
 SAMPLE_PREFERENCE = ("data", "holdout", "train")
@@ -158,9 +159,7 @@ def require_current_columns(datasets: Sequence[Dataset]) -> None:
     present = set(current.columns)
     missing = [c for c in baseline.columns if c not in present and c != baseline.target]
     if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
-                                           else "")
         raise InputError(
             f"current file {current.path} lacks {len(missing)} column(s) of {baseline.role} "
-            f"file {baseline.path}: {shown}"
+            f"file {baseline.path}: {listed(missing)}"
         )

@@ -32,9 +32,10 @@ class CompatibilityIssue:
     evidence: dict[str, JsonValue] = field(default_factory=dict)
 
 
-def _listed(names: list[str]) -> str:
-    shown = ", ".join(names[:_SHOWN])
-    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+def listed(names: Sequence[str], limit: int = _SHOWN) -> str:
+    """The first ``limit`` names, comma-separated, then how many more there are."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class QueryFailure(InputError):
@@ -55,7 +56,7 @@ def with_text_column(
         candidates = text_columns(datasets)
         if len(candidates) != 1:
             found = (
-                f"{len(candidates)} text columns ({_listed(candidates)})" if candidates
+                f"{len(candidates)} text columns ({listed(candidates)})" if candidates
                 else "no text column"
             )
             raise InputError(
@@ -104,7 +105,7 @@ def require_usable(dataset: Dataset, model: LoadedModel) -> None:
             )
             raise InputError(
                 f"{dataset.role} file {dataset.path} lacks {len(missing)} column(s) the model "
-                f"needs: {_listed(missing)}{hint}"
+                f"needs: {listed(missing)}{hint}"
             )
     elif model.n_features is not None and features.shape[1] != model.n_features:
         raise InputError(
@@ -171,7 +172,7 @@ def inspect(dataset: Dataset, model: LoadedModel) -> list[CompatibilityIssue]:
                     severity=Severity.INFO,
                     title="Columns the model does not use",
                     message=f"{len(unused)} column(s) in {dataset.path} are not model inputs "
-                    f"and were ignored: {_listed(unused)}",
+                    f"and were ignored: {listed(unused)}",
                     evidence={"columns": list(unused)},
                 )
             )
@@ -278,7 +279,7 @@ def _unseen_issue(
         severity=Severity.MEDIUM if raises else Severity.INFO,
         title="Categories the model's encoder never saw",
         message=f"{rows} of {len(values)} rows of column {column!r} hold categories the "
-        f"pipeline's {encoding.encoder} was not fitted on ({_listed([str(v) for v in new])}); "
+        f"pipeline's {encoding.encoder} was not fitted on ({listed([str(v) for v in new])}); "
         + consequence,
         column=column,
         evidence={
@@ -305,8 +306,8 @@ def _unknown_labels(dataset: Dataset, model: LoadedModel) -> list[CompatibilityI
             severity=Severity.HIGH,
             title="Target labels the model cannot predict",
             message=f"{affected} of {len(labels)} rows of {dataset.target!r} hold labels the "
-            f"model does not know ({_listed(unknown)}); the model's classes are "
-            f"{_listed([str(c) for c in model.classes])}. Every accuracy-based result on this "
+            f"model does not know ({listed(unknown)}); the model's classes are "
+            f"{listed([str(c) for c in model.classes])}. Every accuracy-based result on this "
             "data is wrong",
             column=dataset.target,
             evidence={

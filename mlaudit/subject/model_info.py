@@ -57,6 +57,13 @@ class LoadCost:
     peak_after: int | None
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Each row of ``logits`` as probabilities over its columns."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True, initial=-np.inf))
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model that can be queried.
@@ -110,6 +117,8 @@ class LoadedModel:
             return {}
         columns = list(columns)
         present = set(columns)
+        if all(name in present for name in self.feature_names):
+            return {name: name for name in self.feature_names}
         spelled: dict[str, list[object]] = {}
         for column in columns:
             spelled.setdefault(str(column).translate(_LIGHTGBM_SPELLING), []).append(column)
