@@ -184,7 +184,8 @@ def scan(
     PyTorch state dict, ``model_output`` how the model's raw outputs read (``logits``,
     ``probabilities``, ``regression``), ``text_column`` the data column a text model reads.
     ``dask_scheduler`` (``tcp://host:8786``) or ``workers`` (a local cluster of that many
-    processes) fans reference-model fits out to Dask; the report is the local run's.
+    processes) fans the rules' costly work out to Dask (reference models, attack models,
+    attack batches, personal-data chunks, bandit batches); the report is the local run's.
     ``progress`` receives one line per step; ``command`` is recorded as the report's
     ``run.command``. Bad input raises :class:`UsageError` (:class:`ConfigError` for settings).
     """

@@ -148,7 +148,7 @@ def test_mla203_reuses_mla201s_linf_attack_in_the_worker(forest: Subject) -> Non
 def test_one_attack_is_computed_for_both_rules(
     forest: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlaudit.rules import robustness_sample as sample
+    from mlaudit.robustness import evasion as sample
 
     attacks = _counting(monkeypatch, sample, "hop_skip_jump")
     settings = EngineSettings(profile="quick", isolation="none", rule_options=_LINF_ONLY)
@@ -162,7 +162,7 @@ def test_one_attack_is_computed_for_both_rules(
 def test_a_different_query_budget_is_a_different_attack(
     forest: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlaudit.rules import robustness_sample as sample
+    from mlaudit.robustness import evasion as sample
 
     attacks = _counting(monkeypatch, sample, "hop_skip_jump")
     options: dict[str, dict[str, JsonValue]] = {**_LINF_ONLY, "MLA203": {"queries": 300}}

@@ -6,11 +6,14 @@ and ``exclude_dirs`` globs), and ``BanditManager.run_tests`` runs every register
 mlaudit's plugin included, honouring ``# nosec``. No subprocess, so nothing is added to
 bandit's own time.
 
-Bounded memory: a ``BanditManager`` keeps every result and per-file metric of its run, and
-the ASTs it walks are cycles only a full garbage collection frees, so the files are scanned
-in batches of :data:`BATCH_FILES`, each with a fresh manager and a collection after it; only
-the compact :class:`CodeIssue` records (and the file list) outlive a batch. Progress is
-reported after each batch.
+Batches: the files, sorted by name, are scanned in fixed batches of :data:`BATCH_FILES`
+(the same batches whoever scans them), each with a fresh manager and a full garbage
+collection after it: a ``BanditManager`` keeps every result and per-file metric of its run,
+and the ASTs it walks are cycles only a full collection frees, so only each file's compact
+plain-JSON record (:func:`scan_files`) outlives a batch, and memory stays bounded. A batch is
+scanned here or, with a cluster, on a Dask worker (:mod:`mlaudit.code.batches`); the run is
+assembled from the records in file order either way, so both give the same issues, in the
+same order, with the same paths. Progress (files scanned, ETA) is reported after each round.
 
 Each call runs bandit: MLA501 and MLA502 share one run per audit through the run's cache
 (:mod:`mlaudit.core.runcache`), and nothing is kept once the audit ends.
@@ -22,8 +25,9 @@ import configparser
 import gc
 import logging
 import os
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +35,7 @@ from typing import Any
 
 from mlaudit.code.plugin import ML_TESTS
 from mlaudit.core.errors import ConfigError
+from mlaudit.core.findings import JsonValue
 
 with warnings.catch_warnings():
     # bandit passes stevedore an argument stevedore has deprecated: nothing a user can act on,
@@ -39,7 +44,8 @@ with warnings.catch_warnings():
     from bandit.core import config as bandit_config
     from bandit.core import constants, extension_loader, manager, utils
 
-BATCH_FILES = 200
+# Files per batch: fixed, whatever the number of workers, so a batch is the same everywhere.
+BATCH_FILES = 50
 _MAX_CODE = 300
 
 # bandit logs a file it cannot parse as an error and unknown nosec ids as warnings; with no
@@ -190,6 +196,39 @@ def _manager(config: Any, profile: dict[str, set[str]], options: BanditOptions) 
     )
 
 
+@dataclass(frozen=True)
+class SourceTree:
+    """The files bandit scans under ``root``, sorted by name, and their fixed batches."""
+
+    root: Path
+    files: tuple[str, ...]
+
+    @property
+    def base(self) -> Path:
+        """What the files' names are relative to: the root, or the folder of a one-file root."""
+        return self.root if self.root.is_dir() else self.root.parent
+
+    def name(self, path: str) -> str:
+        return Path(os.path.relpath(path, self.base)).as_posix()
+
+    def batches(self) -> list[tuple[str, ...]]:
+        return [
+            self.files[start : start + BATCH_FILES]
+            for start in range(0, len(self.files), BATCH_FILES)
+        ]
+
+
+def discover_tree(root: Path, options: BanditOptions) -> SourceTree:
+    """The files ``bandit -r root`` would scan (its ``include`` and ``exclude_dirs``, the
+    ini file's ``exclude``), sorted by their names under the root (every path starts with
+    the root, so sorting the paths sorts the names)."""
+    config = _bandit_config(options)
+    discovery = _manager(config, _profile(config, options), options)
+    discovery.discover_files([str(root)], True, ",".join(options.excluded_paths))
+    files: list[str] = discovery.files_list
+    return SourceTree(root, tuple(sorted(files)))
+
+
 def _code_lines(path: str) -> list[str]:
     try:
         return Path(path).read_text("utf-8", errors="replace").splitlines()
@@ -197,63 +236,102 @@ def _code_lines(path: str) -> list[str]:
         return []
 
 
-def _convert(found: Sequence[Any], root: Path) -> list[CodeIssue]:
-    issues = []
+def _issue_record(issue: Any, lines: list[str]) -> dict[str, JsonValue]:
+    line = int(issue.lineno or 1)
+    code = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    return {
+        "line": line,
+        "column": max(int(issue.col_offset), 0) + 1,
+        "test_id": issue.test_id,
+        "test_name": issue.test,
+        "severity": issue.severity,
+        "confidence": issue.confidence,
+        "cwe": int(issue.cwe.id) if issue.cwe and issue.cwe.id else None,
+        "text": issue.text,
+        "code": code[:_MAX_CODE],
+    }
+
+
+def scan_files(paths: Sequence[str], options: BanditOptions) -> list[JsonValue]:
+    """bandit over ``paths`` (one batch, files on this machine): one plain record per path,
+    in order, holding no path (the caller knows which file it asked for): ``loc`` and
+    ``nosec`` counts, ``skipped`` (why bandit could not scan it, or null) and ``issues``.
+
+    A file's record depends on its bytes alone, not on the batch it came in.
+    """
+    config = _bandit_config(options)
+    batch = _manager(config, _profile(config, options), options)
+    batch.files_list = list(paths)
+    batch.run_tests()
+    everything = constants.RANKING[0]  # UNDEFINED: all of it, as `bandit -r` reports
+    issues: dict[str, list[JsonValue]] = {path: [] for path in paths}
     lines_of: dict[str, list[str]] = {}
-    for issue in found:
-        lines = lines_of.setdefault(issue.fname, _code_lines(issue.fname))
-        line = int(issue.lineno or 1)
-        code = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-        cwe = int(issue.cwe.id) if issue.cwe and issue.cwe.id else None
-        issues.append(
-            CodeIssue(
-                path=issue.fname,
-                relative=Path(os.path.relpath(issue.fname, root)).as_posix(),
-                line=line,
-                column=max(int(issue.col_offset), 0) + 1,
-                test_id=issue.test_id,
-                test_name=issue.test,
-                severity=issue.severity,
-                confidence=issue.confidence,
-                cwe=cwe,
-                text=issue.text,
-                code=code[:_MAX_CODE],
-            )
-        )
-    return issues
+    for issue in batch.get_issue_list(everything, everything):
+        if issue.fname not in lines_of:
+            lines_of[issue.fname] = _code_lines(issue.fname)
+        issues[issue.fname].append(_issue_record(issue, lines_of[issue.fname]))
+    skipped = dict(batch.get_skipped())
+    records: list[JsonValue] = []
+    for path in paths:
+        counts = batch.metrics.data.get(path, {})
+        records.append({
+            "loc": int(counts.get("loc", 0)),
+            "nosec": int(counts.get("nosec", 0)),
+            "skipped": str(skipped[path]) if path in skipped else None,
+            "issues": issues[path],
+        })
+    del batch
+    # bandit links every AST node to its parent and siblings: each file's tree is a web
+    # of reference cycles that only the cycle collector frees, and only when it runs a
+    # full collection, so without this the garbage of many batches piles up.
+    gc.collect()
+    return records
 
 
-def _scan(
-    root: Path,
-    files: Sequence[str],
-    config: Any,
-    options: BanditOptions,
-    *,
-    progress: Callable[[str], None],
-    check_budget: Callable[[], None],
-) -> BanditRun:
-    profile = _profile(config, options)
+def _int(record: Mapping[str, JsonValue], key: str) -> int:
+    value = record.get(key)
+    return value if isinstance(value, int) else 0
+
+
+def _issue(path: str, relative: str, record: Mapping[str, JsonValue]) -> CodeIssue:
+    cwe = record.get("cwe")
+    return CodeIssue(
+        path=path,
+        relative=relative,
+        line=_int(record, "line"),
+        column=_int(record, "column"),
+        test_id=str(record["test_id"]),
+        test_name=str(record["test_name"]),
+        severity=str(record["severity"]),
+        confidence=str(record["confidence"]),
+        cwe=cwe if isinstance(cwe, int) else None,
+        text=str(record["text"]),
+        code=str(record["code"]),
+    )
+
+
+def assemble(tree: SourceTree, records: Sequence[JsonValue]) -> BanditRun:
+    """The run from one record per file of ``tree``, in its order: each issue is reported at
+    the file's path here, relative to the root as ``bandit -r`` names it, wherever the
+    file was scanned."""
     issues: list[CodeIssue] = []
     skipped: list[SkippedFile] = []
     lines = nosec = 0
-    for start in range(0, len(files), BATCH_FILES):
-        check_budget()
-        batch = _manager(config, profile, options)
-        batch.files_list = list(files[start : start + BATCH_FILES])
-        batch.run_tests()
-        everything = constants.RANKING[0]  # UNDEFINED: all of it, as `bandit -r` reports
-        issues.extend(_convert(batch.get_issue_list(everything, everything), root))
-        skipped.extend(SkippedFile(str(p), str(r)) for p, r in batch.get_skipped())
-        totals = batch.metrics.data.get("_totals", {})
-        lines += int(totals.get("loc", 0))
-        nosec += int(totals.get("nosec", 0))
-        del batch
-        # bandit links every AST node to its parent and siblings: each file's tree is a web
-        # of reference cycles that only the cycle collector frees, and only when it runs a
-        # full collection, so without this the garbage of many batches piles up.
-        gc.collect()
-        progress(f"bandit: {min(start + BATCH_FILES, len(files))} of {len(files)} files")
-    return BanditRun(len(files), lines, nosec, tuple(issues), tuple(skipped))
+    for path, record in zip(tree.files, records, strict=True):
+        found = record.get("issues") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or not isinstance(found, list):
+            raise ValueError(f"bandit's record for {path} is malformed")
+        relative = Path(os.path.relpath(path, tree.root)).as_posix()
+        issues.extend(_issue(path, relative, i) for i in found if isinstance(i, dict))
+        if record.get("skipped") is not None:
+            skipped.append(SkippedFile(path, str(record["skipped"])))
+        lines += _int(record, "loc")
+        nosec += _int(record, "nosec")
+    return BanditRun(len(tree.files), lines, nosec, tuple(issues), tuple(skipped))
+
+
+# Batch numbers in, one value per batch out (the list of its files' records), in order.
+BatchScan = Callable[[Sequence[int]], list[JsonValue]]
 
 
 def run_bandit(
@@ -262,11 +340,35 @@ def run_bandit(
     *,
     progress: Callable[[str], None] = lambda _: None,
     check_budget: Callable[[], None] = lambda: None,
+    remote: Callable[[SourceTree], tuple[BatchScan, int]] | None = None,
 ) -> BanditRun:
-    """Every bandit test (mlaudit's included) over ``root``."""
-    config = _bandit_config(options)
-    discovery = _manager(config, _profile(config, options), options)
-    discovery.discover_files([str(root)], True, ",".join(options.excluded_paths))
-    files: list[str] = discovery.files_list
-    progress(f"bandit: {len(files)} Python files under {root}")
-    return _scan(root, files, config, options, progress=progress, check_budget=check_budget)
+    """Every bandit test (mlaudit's included) over ``root``, batch by batch.
+
+    ``remote``, given the tree, answers how its batches are scanned elsewhere (a cluster)
+    and how many at a time; without it each batch is scanned here, one at a time. The
+    budget is checked before each round and progress reported after it.
+    """
+    tree = discover_tree(root, options)
+    batches = tree.batches()
+
+    def scan_here(numbers: Sequence[int]) -> list[JsonValue]:
+        return [scan_files(batches[n], options) for n in numbers]
+
+    scan, at_once = remote(tree) if remote is not None else (scan_here, 1)
+    step = max(at_once, 1)
+    records: list[JsonValue] = []
+    started = time.monotonic()
+    for first in range(0, len(batches), step):
+        check_budget()
+        numbers = range(first, min(first + step, len(batches)))
+        scanned = scan(numbers)
+        if len(scanned) != len(numbers):
+            raise ValueError(f"bandit: {len(scanned)} results for {len(numbers)} batches")
+        for number, batch_records in zip(numbers, scanned, strict=True):
+            if not isinstance(batch_records, list) or len(batch_records) != len(batches[number]):
+                raise ValueError(f"bandit: batch {number} came back malformed")
+            records.extend(batch_records)
+        spent = time.monotonic() - started
+        eta = spent / len(records) * (len(tree.files) - len(records))
+        progress(f"files scanned {len(records)}/{len(tree.files)}, ETA {eta:.0f} s")
+    return assemble(tree, records)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+from mlaudit.core.delegation import CLUSTER_THREADS, PER_UNIT, Delegate
 from mlaudit.core.errors import UsageError
 from mlaudit.core.findings import JsonValue, RuleResult
 from mlaudit.core.load_options import LoadOptions
-from mlaudit.distributed.remote import RemoteLoad, run_remote
-from mlaudit.rules.base import CLUSTER_THREADS, Delegate
+from mlaudit.distributed.remote import run_remote
+from mlaudit.distributed.session import RemoteLoad, close_session
 from mlaudit.subject.build import Subject
 
 DASK_EXTRA = "dask"
@@ -54,14 +56,22 @@ def open_cluster(settings: ClusterSettings) -> Iterator[Cluster | None]:
             raise UsageError(
                 f"cannot reach the Dask scheduler {settings.scheduler}: {error}"
             ) from None
-        with client:
-            yield Cluster(client)
+        with client, _closing(Cluster(client)) as cluster:
+            yield cluster
         return
     workers = settings.workers or 1
     with LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-    ) as local, Client(local) as client:
-        yield Cluster(client)
+    ) as local, Client(local) as client, _closing(Cluster(client)) as cluster:
+        yield cluster
+
+
+@contextmanager
+def _closing(cluster: Cluster) -> Iterator[Cluster]:
+    try:
+        yield cluster
+    finally:
+        cluster.close_sessions()
 
 
 class Cluster:
@@ -69,9 +79,18 @@ class Cluster:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._runs: list[str] = []  # the runs whose workers may hold a loaded model
         # Workers import what a task runs once, when the cluster opens, not in the first
         # rule's budget (scikit-learn, pandas and mlaudit take seconds to import).
         client.run(importlib.import_module, run_remote.__module__)
+
+    def close_sessions(self) -> None:
+        """End the model sessions of this client's runs on every worker (a worker that
+        is gone has nothing to end; a session left behind ends itself when idle)."""
+        for run in self._runs:
+            with suppress(Exception):
+                self.client.run(close_session, run)
+        self._runs.clear()
 
     def threads(self) -> int:
         """Worker threads in the cluster now: how many tasks run at once."""
@@ -87,22 +106,27 @@ class Cluster:
         load_options: LoadOptions,
         isolation: str,
     ) -> Delegate:
-        """A delegate for one run: its tasks carry the model file's bytes, the subject's data
-        and what the gate needs (the artifact rules' results, the run's load settings)."""
-        path = subject.model.path
-        if path is None or not path.is_file() or subject.model.sha256 is None:
-            raise UsageError("a cluster needs a model file to send to its workers")
-        load = RemoteLoad(
-            path.name, subject.model.sha256, tuple(artifact_results), trust_model,
-            extra_allowed, load_options, isolation,
-        )
+        """A delegate for one run: its tasks carry the model file's bytes (when the run has
+        a model file), the subject's data and what the gate needs (the artifact rules'
+        results, the run's load settings)."""
+        path, sha256 = subject.model.path, subject.model.sha256
+        load = None
+        if path is not None and path.is_file() and sha256 is not None:
+            load = RemoteLoad(
+                uuid.uuid4().hex, path.name, sha256, tuple(artifact_results), trust_model,
+                extra_allowed, load_options, isolation,
+            )
+            self._runs.append(load.run)
         scattered: dict[str, Any] = {}
 
         def delegate(what: str, params: Mapping[str, JsonValue], timeout_s: float) -> JsonValue:
             if what == CLUSTER_THREADS:
                 return self.threads()
             if not scattered:  # once per run: the bytes and the data go to every worker
-                scattered["model"] = self.client.scatter(path.read_bytes(), broadcast=True)
+                scattered["model"] = (
+                    self.client.scatter(path.read_bytes(), broadcast=True)
+                    if load is not None and path is not None else None
+                )
                 scattered["subject"] = self.client.scatter(subject, broadcast=True)
             return self._fan_out(what, dict(params), scattered, load, timeout_s)
 
@@ -113,24 +137,20 @@ class Cluster:
         what: str,
         params: dict[str, JsonValue],
         scattered: Mapping[str, Any],
-        load: RemoteLoad,
+        load: RemoteLoad | None,
         timeout_s: float,
     ) -> JsonValue:
-        """``params["indices"]`` in as many contiguous runs as the cluster has threads, one task
-        each (a task loads the model once for its run), results concatenated in order."""
+        """The request's units, one task per cluster thread (:func:`split_request`), the
+        tasks' results concatenated in order."""
         from distributed import wait
 
-        indices = requested_rows(what, params)
-        tasks = max(min(self.threads(), len(indices)), 1)
-        runs = [indices[i * len(indices) // tasks:(i + 1) * len(indices) // tasks]
-                for i in range(tasks)]
+        parts = split_request(what, params, self.threads())
         futures = [
             self.client.submit(
-                run_remote, scattered["model"], scattered["subject"], load, what,
-                {**params, "indices": run}, timeout_s,
-                retries=TASK_RETRIES, pure=False,
+                run_remote, scattered["model"], scattered["subject"], load, what, part,
+                timeout_s, retries=TASK_RETRIES, pure=False,
             )
-            for run in runs
+            for part in parts
         ]
         done = wait(futures, timeout=timeout_s, return_when="ALL_COMPLETED")
         if done.not_done:
@@ -140,20 +160,49 @@ class Cluster:
                 f"cluster within the rule's {timeout_s:.0f} s"
             )
         results: list[JsonValue] = []
-        for future in futures:
-            part = future.result()
-            assert isinstance(part, list)
-            results.extend(part)
+        for future, part in zip(futures, parts, strict=True):
+            # One value per unit: an answer of another shape (a computation's bug, or a
+            # hostile model's doing in its worker) is an error, never a misaligned result.
+            answer = future.result()
+            units = part["indices"]
+            if not isinstance(answer, list) or not isinstance(units, list) or (
+                len(answer) != len(units)
+            ):
+                raise ValueError(f"delegated {what}: a task's answer is not one value per unit")
+            results.extend(answer)
         return results
 
 
-def requested_rows(what: str, params: dict[str, JsonValue]) -> list[int]:
-    """The row numbers a delegated request asks for, taken out of ``params``. The request
+def requested_units(what: str, params: dict[str, JsonValue]) -> list[int]:
+    """The work units a delegated request asks for, taken out of ``params``. The request
     comes from the model worker, which a hostile model may control: it is checked, not
     asserted (an assertion vanishes under python -O)."""
     indices = params.pop("indices", None)
     if not isinstance(indices, list) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in indices
     ):
-        raise ValueError(f"delegated {what}: indices must be a list of row numbers")
+        raise ValueError(f"delegated {what}: indices must be a list of unit numbers")
     return [int(i) for i in indices if isinstance(i, int)]
+
+
+
+def split_request(
+    what: str, params: Mapping[str, JsonValue], threads: int
+) -> list[dict[str, JsonValue]]:
+    """A request's units in as many contiguous runs as there are ``threads`` (fewer when
+    there are fewer units), one task's parameters each: the request's shared parameters,
+    the run's units, and only those units' own entries of ``params[PER_UNIT]``."""
+    shared = dict(params)
+    indices = requested_units(what, shared)
+    per_unit = shared.pop(PER_UNIT, None)
+    if per_unit is not None and not isinstance(per_unit, dict):
+        raise ValueError(f"delegated {what}: {PER_UNIT} must map units to their parameters")
+    tasks = max(min(threads, len(indices)), 1)
+    parts: list[dict[str, JsonValue]] = []
+    for i in range(tasks):
+        run = indices[i * len(indices) // tasks:(i + 1) * len(indices) // tasks]
+        own: dict[str, JsonValue] = {}
+        if per_unit is not None:
+            own[PER_UNIT] = {str(u): per_unit[str(u)] for u in run if str(u) in per_unit}
+        parts.append({**shared, **own, "indices": list(run)})
+    return parts

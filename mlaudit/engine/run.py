@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mlaudit.core.delegation import Delegate
 from mlaudit.core.errors import ConfigError, ModelNotRunnable, UsageError
 from mlaudit.core.findings import Finding, JsonValue, RuleResult, Severity, Status
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
@@ -38,7 +39,6 @@ from mlaudit.loaders import Loader, loader_for
 from mlaudit.loaders.load_gate import LoadDecision, LoadStatus, decide
 from mlaudit.rules.base import (
     BudgetExceeded,
-    Delegate,
     OptionKind,
     OptionValueError,
     Requirement,
@@ -228,6 +228,11 @@ def run_audit(
     that already lives here, so its behavioural rules run in this process (isolation none,
     recorded with why; ``isolation strict`` is a usage error).
     """
+    if loaded is not None and cluster is not None:
+        raise UsageError(
+            "a model given in memory cannot go to a cluster's workers, which load the audited "
+            "file's bytes: save it to a file to audit it on a cluster"
+        )
     if loaded is not None and settings.isolation == "strict":
         raise UsageError(
             "isolation strict cannot apply to a model given in memory: it already runs in this "
@@ -253,8 +258,7 @@ def run_audit(
         r for r in by_stage[Stage.BEHAVIOURAL]
         if Requirement.MODEL in r.rule.meta.requires or r.rule.meta.uses_model_if_loaded
     ]
-    # A model given in memory has no file for the cluster's workers to load.
-    delegate = _delegate(cluster, subject, results, settings) if loaded is None else None
+    delegate = _delegate(cluster, subject, results, settings)
     if loaded is not None:
         stage = _in_memory_stage(subject, loaded, settings, queried=bool(model_rules))
     elif model_rules:

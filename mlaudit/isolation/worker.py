@@ -11,12 +11,14 @@ on in a fresh worker.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import select
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlaudit.core.delegation import Delegate
 from mlaudit.core.errors import ConfigError, InputError, ModelNotRunnable, UsageError
 from mlaudit.core.findings import JsonValue, RuleResult, Status, result_document
 from mlaudit.isolation.sandbox import Confinement, Limits, confine, system_read_paths
@@ -37,13 +40,15 @@ from mlaudit.isolation.transport import (
     encode,
     result_from_json,
 )
-from mlaudit.rules.base import Delegate, Rule
+from mlaudit.rules.base import Rule
 from mlaudit.subject.model_info import LoadedModel
 
 Progress = Callable[[str], None]
 # Seconds the parent waits past a rule's budget (the rule's own budget checks come first) and
 # for a worker to exit once it said it was done.
 GRACE_S = 2.0
+# How often the parent looks at a job's cancel event while it waits for its worker.
+CANCEL_POLL_S = 0.2
 # Environment variables a worker keeps; the rest (tokens, keys, CI secrets) never reach it.
 _KEPT_ENVIRONMENT = frozenset(
     {"PATH", "LANG", "LANGUAGE", "TZ", "PYTHONHASHSEED", "MLAUDIT_PII_SALT", "OMP_NUM_THREADS",
@@ -75,6 +80,9 @@ class WorkerJob:
     # The run's cluster, which the parent reaches for the worker: a rule's delegated work
     # crosses the pipe as JSON both ways (the worker itself has no network).
     delegate: Delegate | None = None
+    # Set from another thread to end the job: its worker is killed at once (a rule running
+    # then is ``error``). For a worker that serves a cluster's tasks past one rule's clock.
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -153,6 +161,11 @@ class _Session:
             if remaining <= 0:
                 _kill(pid)
                 return self._overrun()
+            if self.job.cancel is not None:
+                if self.job.cancel.is_set():
+                    _kill(pid)
+                    return "the job was cancelled"
+                remaining = min(remaining, CANCEL_POLL_S)
             ready, _, _ = select.select([read_end], [], [], remaining)
             if not ready:
                 continue
@@ -432,6 +445,11 @@ def _detach(kept: tuple[int, ...], private_dir: Path) -> None:
             del os.environ[name]
     os.environ.update(HOME=str(private_dir), TMPDIR=str(private_dir))
     tempfile.tempdir = str(private_dir)
+    # Fork is the one start method that works here (the others start a new program, which
+    # the exec filter refuses), and a parent that used another (a Dask worker spawns) would
+    # leave every lock the model's libraries make (joblib's thread pool) registering with a
+    # resource tracker whose pipe was just closed: a crash on the model's first predict.
+    multiprocessing.set_start_method("fork", force=True)
     sys.dont_write_bytecode = True
 
 

@@ -21,9 +21,9 @@ import bisect
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
-from mlaudit.pii.analyzer import Detection, PiiEngine, get_engine
+from mlaudit.pii.analyzer import Detection, EngineUnavailable, PiiEngine, get_engine
 from mlaudit.pii.entities import VALUE_SEPARATOR
 from mlaudit.pii.hints import ColumnHint
 
@@ -33,6 +33,27 @@ BATCH_CHARS: Final = 8_000
 # engine: seconds) costs more than it saves.
 PARALLEL_MIN_TEXTS: Final = 20_000
 _MAX_AUTO_JOBS: Final = 8
+_T = TypeVar("_T")
+
+
+class PiiEngineError(RuntimeError):
+    """presidio failed; the message names the exception type only, never the text."""
+
+
+def guarded(call: Callable[[], _T], passing: tuple[type[Exception], ...] = ()) -> _T:
+    """Run the engine; presidio's exceptions may quote the analysed text, so only the type
+    survives. A missing spaCy model, an error already withheld and ``passing`` go through
+    unchanged."""
+    unchanged: tuple[type[Exception], ...] = (EngineUnavailable, PiiEngineError, *passing)
+    try:
+        return call()
+    except unchanged:
+        raise
+    except Exception as error:  # presidio, spaCy and phonenumbers raise assorted types
+        raise PiiEngineError(
+            f"the personal-data engine failed ({type(error).__name__}); the message is "
+            "withheld because it may quote personal data"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -263,17 +263,21 @@ def _indexed_enhancer() -> Any:
     class _IndexedEnhancer(LemmaContextAwareEnhancer):
         def __init__(self) -> None:
             super().__init__()
-            self._document: Any = None
-            self._ends: list[int] = []
+            # (document, its token ends), replaced in one assignment and read into a local:
+            # threads sharing the engine (a Dask worker's, joblib's threading backend) each
+            # use a consistent pair, at worst recomputing it.
+            self._indexed: tuple[Any, list[int]] = (None, [])
 
         def _find_index_of_match_token(  # type: ignore[override]
             self, word: str, start: int, tokens: Any, tokens_indices: list[int]
         ) -> int:
-            if self._document is not tokens:
+            document, ends = self._indexed
+            if document is not tokens:
                 columns = tokens.to_array([IDX, LENGTH])
-                self._document, self._ends = tokens, (columns[:, 0] + columns[:, 1]).tolist()
-            index = bisect.bisect_right(self._ends, start)
-            if index >= len(self._ends):
+                ends = (columns[:, 0] + columns[:, 1]).tolist()
+                self._indexed = (tokens, ends)
+            index = bisect.bisect_right(ends, start)
+            if index >= len(ends):
                 # presidio's message would quote the matched text.
                 raise ValueError("a match starts after the last token")
             return index

@@ -13,16 +13,15 @@ than :func:`detection_limit` of the rows would have been met with 95 % probabili
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import pandas as pd
 
-from mlaudit.pii.analysis import AnalysisSettings, Hit
 from mlaudit.pii.hints import ColumnHint, hint_for
-from mlaudit.pii.scan import Values, ValueScan, scan_groups
+from mlaudit.pii.scan import Values, ValueScan
 
 # Integers with at least this many digits may be identifiers (phone, card, account numbers).
 _IDENTIFIER_DIGITS: Final = 7
@@ -56,7 +55,9 @@ def detection_limit(rows: int, confidence: float = 0.95) -> float:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedColumn:
+    """A column ready for analysis: its distinct values (of its sample), each with its count."""
+
     column: str
     hint: ColumnHint
     rows: int
@@ -64,36 +65,18 @@ class _Prepared:
     values: Values
     truncated: int
 
-
-def scan_table(
-    frame: pd.DataFrame,
-    settings: AnalysisSettings,
-    *,
-    sample_rows: int,
-    rng: np.random.Generator,
-    keep: Callable[[Hit], bool] = lambda _: True,
-    check_budget: Callable[[], None] = lambda: None,
-) -> list[ColumnScan]:
-    """Every column of ``frame``, in order; all columns' values share one analysis."""
-    outcomes: list[ColumnScan | _Prepared] = [
-        _prepare(frame[column], settings.max_chars, sample_rows, rng) for column in frame.columns
-    ]
-    prepared = [o for o in outcomes if isinstance(o, _Prepared)]
-    scans = iter(scan_groups(
-        [p.values for p in prepared], settings, keep=keep, check_budget=check_budget
-    ))
-    return [
-        o if isinstance(o, ColumnScan) else ColumnScan(
-            o.column, o.hint, o.rows, o.analysed_rows, _kind(o.values.texts), o.truncated,
-            next(scans),
+    def scanned(self, scan: ValueScan) -> ColumnScan:
+        return ColumnScan(
+            self.column, self.hint, self.rows, self.analysed_rows, _kind(self.values.texts),
+            self.truncated, scan,
         )
-        for o in outcomes
-    ]
 
 
-def _prepare(
+def prepare_column(
     series: pd.Series, max_chars: int, sample_rows: int, rng: np.random.Generator
-) -> ColumnScan | _Prepared:
+) -> ColumnScan | PreparedColumn:
+    """The column's values to analyse (a seeded sample of ``sample_rows`` rows, 0: all), or
+    the reason it is skipped."""
     name = str(series.name)
     hint = hint_for(name)
     present = series.dropna()
@@ -106,7 +89,7 @@ def _prepare(
     counts = texts.value_counts(sort=False)
     values = [str(value) for value in counts.index]
     truncated = sum(c for v, c in zip(values, counts.tolist(), strict=True) if len(v) > max_chars)
-    return _Prepared(
+    return PreparedColumn(
         name, hint, rows, len(texts),
         Values(values, counts.tolist(), hint, sampled=len(texts) < rows), truncated,
     )

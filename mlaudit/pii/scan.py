@@ -91,12 +91,13 @@ def scan_groups(
     found = analyse_groups(
         [TextGroup(group.hint, group.texts) for group in groups], settings, check_budget
     )
-    return [_aggregate(group, hits, keep) for group, hits in zip(groups, found, strict=True)]
+    return [aggregate(group, hits, keep) for group, hits in zip(groups, found, strict=True)]
 
 
-def _aggregate(
+def aggregate(
     group: Values, found: Sequence[tuple[Hit, ...]], keep: Callable[[Hit], bool]
 ) -> ValueScan:
+    """Per-entity statistics of ``group`` from the hits in each of its texts, in order."""
     occurrences: Counter[str] = Counter()
     distinct: Counter[str] = Counter()
     score_sums: dict[str, float] = {}

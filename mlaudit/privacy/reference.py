@@ -293,13 +293,31 @@ def fit_planned_references(
     request = ReferenceRequest.from_params(params)
     threads, indices = _whole(params, "threads"), params["indices"]
     assert isinstance(indices, list)
-    data = membership_data(subject, model, request.seed, request.max_rows)
-    plan = request.plan(data)
+    data, plan = _planned(model, subject, request)
     fit = local_fit_batch(
         model, data, FitParallelism(1, threads, request.thread_parameters)
     )
     jobs = [plan.job(i) for i in indices if isinstance(i, int)]
     return [row.tolist() for row in fit(jobs)]
+
+
+# The evaluation data and plan of the last request, in the process that serves a run's
+# requests (a cluster's model session): its later batches reuse them instead of rebuilding
+# them (seconds on 100,000 rows). One entry: a session serves one run, on one subject. The
+# entry holds the model and subject it was built from, so their ids cannot be reused.
+_LAST_PLAN: list[tuple[LoadedModel, Subject, ReferenceRequest, MembershipData, ReferencePlan]] = []
+
+
+def _planned(
+    model: LoadedModel, subject: Subject, request: ReferenceRequest
+) -> tuple[MembershipData, ReferencePlan]:
+    for known_model, known_subject, known_request, data, plan in _LAST_PLAN:
+        if known_model is model and known_subject is subject and known_request == request:
+            return data, plan
+    data = membership_data(subject, model, request.seed, request.max_rows)
+    plan = request.plan(data)
+    _LAST_PLAN[:] = [(model, subject, request, data, plan)]
+    return data, plan
 
 
 def _whole(params: Mapping[str, JsonValue], name: str) -> int:

@@ -16,6 +16,7 @@ from typing import ClassVar, TypeGuard, TypeVar
 
 import numpy as np
 
+from mlaudit.core.delegation import Delegate
 from mlaudit.core.findings import (
     Confidence,
     Family,
@@ -270,13 +271,6 @@ class RuleSkipped(Exception):
 
 class BudgetExceeded(Exception):
     pass
-
-
-# Hands a named computation with plain parameters to the run's cluster and returns its plain
-# result: ``delegate(what, params, timeout_s)``. Set only when the run has a cluster.
-Delegate = Callable[[str, Mapping[str, JsonValue], float], JsonValue]
-# What every delegate answers without a task: how many tasks its cluster runs at once.
-CLUSTER_THREADS = "cluster-threads"
 
 
 def _silent(_: str) -> None:

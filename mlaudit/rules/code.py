@@ -5,17 +5,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlaudit.core.delegation import CLUSTER_THREADS
 from mlaudit.core.findings import Confidence, Family, Finding, JsonValue, Location, Severity
 from mlaudit.core.runcache import CacheKey
-from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.rules.base import (
+    OptionKind,
+    Requirement,
+    Rule,
+    RuleContext,
+    RuleMeta,
+    RuleOption,
+)
 from mlaudit.rules.controls import CODE_SECURITY, SUPPLY_CHAIN
 
 if TYPE_CHECKING:  # bandit is the ``code`` extra: imported only when a rule runs
-    from mlaudit.code.bandit_run import BanditRun, CodeIssue
+    from mlaudit.code.bandit_run import BanditOptions, BanditRun, BatchScan, CodeIssue, SourceTree
 
 _SEVERITY = {
     "UNDEFINED": Severity.INFO,
@@ -52,7 +60,10 @@ def bandit_run_for(ctx: RuleContext) -> BanditRun:
     )
     run = ctx.shared(
         CacheKey("bandit", (str(root.resolve()), options)),
-        lambda: run_bandit(root, options, progress=ctx.progress, check_budget=ctx.check_budget),
+        lambda: run_bandit(
+            root, options, progress=ctx.progress, check_budget=ctx.check_budget,
+            remote=_on_cluster(ctx, options),
+        ),
     )
     skipped: list[JsonValue] = [
         {"path": s.path, "reason": s.reason} for s in run.skipped[:_MAX_SKIPPED_LISTED]
@@ -69,6 +80,21 @@ def bandit_run_for(ctx: RuleContext) -> BanditRun:
         }
     )
     return run
+
+
+def _on_cluster(
+    ctx: RuleContext, options: BanditOptions
+) -> Callable[[SourceTree], tuple[BatchScan, int]] | None:
+    """With the run's cluster, bandit's batches go to its workers, one per task, as many
+    at once as it has threads; without one (None) they are scanned here."""
+    if ctx.delegate is None:
+        return None
+    from mlaudit.code.batches import delegated_batches
+
+    threads = ctx.delegate(CLUSTER_THREADS, {}, 10.0)
+    return delegated_batches(
+        ctx.delegate, options, threads if isinstance(threads, int) else 1, ctx.deadline
+    )
 
 
 def bandit_findings(
@@ -119,8 +145,9 @@ class CodeSecurity(Rule):
     finding keeps bandit's severity and confidence, and points at file, line and column
     (both 1-based) with the CWE. Files bandit cannot parse (not valid Python) are listed in
     the metrics as ``skipped_files``. mlaudit's own ML tests (MLA502) and serving tests
-    (MLA802) are reported there, not here. Large trees are scanned in batches in bounded
-    memory, with progress shown.
+    (MLA802) are reported there, not here. Large trees are scanned in fixed batches of files in
+    bounded memory, with progress shown; with a cluster (``--dask-scheduler``,
+    ``--workers``) the batches are scanned on its workers, with the same report.
 
     **Why it matters**: the model is only as safe as the code that trains and serves it:
     shell commands built from requests, hard-coded secrets, disabled certificate checks and

@@ -19,10 +19,11 @@ from typing import Final, TypeVar
 
 import numpy as np
 
+from mlaudit.core.delegation import CLUSTER_THREADS, Delegate
 from mlaudit.core.findings import Family, Finding, JsonValue, Location, Severity
-from mlaudit.pii.analysis import AnalysisSettings, Hit
-from mlaudit.pii.analyzer import EngineUnavailable, get_engine
-from mlaudit.pii.columns import ColumnScan, detection_limit, scan_table
+from mlaudit.pii.analysis import AnalysisSettings, Hit, PiiEngineError, guarded
+from mlaudit.pii.analyzer import get_engine
+from mlaudit.pii.columns import ColumnScan, detection_limit
 from mlaudit.pii.entities import ENTITY_NAMES, entity
 from mlaudit.pii.hints import NO_HINT, hint_for
 from mlaudit.pii.onnx_strings import strings_in_onnx
@@ -30,6 +31,14 @@ from mlaudit.pii.pickle_strings import strings_in_file
 from mlaudit.pii.redact import Redactor, redactor_from
 from mlaudit.pii.scan import EntityStats, Values, ValueScan, scan_groups
 from mlaudit.pii.strings import DEFAULT_MAX_STRINGS, MAX_STRINGS, ArtifactStrings
+from mlaudit.pii.tables import (
+    CHUNK_VALUES,
+    COLUMN_CHUNKS,
+    LOCAL_ROUND_VALUES,
+    AnalyseUnits,
+    ChunkRequest,
+    TablePlan,
+)
 from mlaudit.rules.base import (
     BudgetExceeded,
     OptionKind,
@@ -77,10 +86,6 @@ _MAX_LOCATIONS: Final = 50
 _ROLE_NAMES: Final = {"data": "data sample", "train": "training data", "holdout": "holdout data"}
 
 
-class PiiEngineError(RuntimeError):
-    """presidio failed; the message names the exception type only, never the text."""
-
-
 @dataclass(frozen=True)
 class _Run:
     """What one rule run shares: analysis settings, the redactor and the value filter."""
@@ -119,17 +124,9 @@ def _start(ctx: RuleContext) -> _Run:
 
 
 def _guarded(call: Callable[[], _T]) -> _T:
-    """Run the engine; presidio's exceptions may quote the analysed text, so only the type
-    survives. Budget overruns and a missing spaCy model pass through unchanged."""
-    try:
-        return call()
-    except (EngineUnavailable, RuleSkipped, BudgetExceeded):
-        raise
-    except Exception as error:  # presidio, spaCy and phonenumbers raise assorted types
-        raise PiiEngineError(
-            f"the personal-data engine failed ({type(error).__name__}); the message is "
-            "withheld because it may quote personal data"
-        ) from None
+    """Run the engine with its messages withheld (:func:`mlaudit.pii.analysis.guarded`);
+    budget overruns and a cluster's timeout pass through unchanged."""
+    return guarded(call, (RuleSkipped, BudgetExceeded, TimeoutError))
 
 
 def _summary(stats: Sequence[EntityStats], unit: str) -> str:
@@ -180,13 +177,16 @@ class PersonalDataInData(Rule):
     name lists, dates of birth); free-text values are analysed as text, with presidio's
     in-text context words. A column's name raises confidence where it says what the column
     holds (``email``, ``phone``, ``ssn``, ``dob``, ``first_name``). A column with more than
-    ``sample_rows`` rows is analysed on a seeded random sample: each entity's share of rows
-    then comes with a 95 % interval, and the metrics record the share below which an entity
-    could go unseen. One finding per column, pointing at the column, lists the entity types,
-    their share of rows and presidio's confidence. Binary columns, mixed encodings, very long
-    cells (cut to ``max_cell_chars``) and empty columns are analysed or skipped with a
-    reason, never a crash. The model is not needed: the rule runs even when the load gate
-    blocks the model.
+    ``sample_rows`` rows is analysed on a random sample (seeded by the run's seed, the data
+    file's role and the column's name): each entity's share of rows then comes with a 95 %
+    interval, and the metrics record the share below which an entity could go unseen. One
+    finding per column, pointing at the column, lists the entity types, their share of rows
+    and presidio's confidence. Binary columns, mixed encodings, very long cells (cut to
+    ``max_cell_chars``) and empty columns are analysed or skipped with a reason, never a
+    crash. The model is not needed: the rule runs even when the load gate blocks the model.
+    The work is split into chunks of at most 5,000 distinct values of a column
+    (``column_chunks`` in the metrics); with a Dask cluster (``--dask-scheduler``,
+    ``--workers``) the workers analyse the chunks, and the result is the same as without.
 
     **Why it matters**: regulators (GDPR art. 30, CCPA) ask where personal data went. Data
     that reaches training, evaluation or a shared audit sample is processed personal data:
@@ -207,7 +207,8 @@ class PersonalDataInData(Rule):
     the offline engine; ``--nlp-model``), ``ignore_values`` (hashes of values that are not
     personal; needs ``MLAUDIT_PII_SALT``), ``n_jobs`` (worker processes; 0, the default,
     uses one per core, up to 8, once more than 20,000 distinct values are to be analysed; 1
-    analyses in the rule's own process).
+    analyses in the rule's own process; on a cluster each task analyses in its worker's
+    thread).
     """
 
     meta = RuleMeta(
@@ -231,14 +232,24 @@ class PersonalDataInData(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         run = _start(ctx)
         sample_rows = ctx.option_int("sample_rows")
-        rng = ctx.rng()
-        datasets: dict[str, JsonValue] = {}
+        datasets = ctx.subject.datasets
+        plan = _guarded(partial(
+            TablePlan.of, [(d.role, d.frame) for d in datasets], seed=ctx.seed,
+            sample_rows=sample_rows, chunk_values=CHUNK_VALUES, settings=run.settings,
+        ))
+        if ctx.delegate is None:
+            analyse: AnalyseUnits = partial(plan.analyse, check_budget=ctx.check_budget)
+            round_values = LOCAL_ROUND_VALUES
+        else:
+            analyse, round_values = _on_cluster(ctx.delegate, plan.request, ctx.deadline)
+        results = _guarded(partial(
+            plan.run, analyse, round_values=round_values, progress=ctx.progress,
+            check_budget=ctx.check_budget,
+        ))
+        ctx.metrics["column_chunks"] = len(results)
+        summaries: dict[str, JsonValue] = {}
         analysed_any = False
-        for dataset in ctx.subject.datasets:
-            scans = _guarded(partial(
-                scan_table, dataset.frame, run.settings, sample_rows=sample_rows, rng=rng,
-                keep=run.keep, check_budget=ctx.check_budget,
-            ))
+        for dataset, scans in zip(datasets, plan.scans(results, run.keep), strict=True):
             skipped: dict[str, JsonValue] = {
                 s.column: s.skipped for s in scans if s.skipped is not None
             }
@@ -247,7 +258,7 @@ class PersonalDataInData(Rule):
                     yield _column_finding(ctx, run, dataset.role, str(dataset.path), scanned)
             analysed = len(scans) - len(skipped)
             rows = min(sample_rows or dataset.rows, dataset.rows)
-            datasets[dataset.role] = {
+            summaries[dataset.role] = {
                 "rows": dataset.rows,
                 "columns_analysed": analysed,
                 "columns_skipped": skipped,
@@ -255,9 +266,29 @@ class PersonalDataInData(Rule):
                 "detection_limit": round(detection_limit(rows), 6),
             }
             analysed_any = analysed_any or analysed > 0
-        ctx.metrics["datasets"] = datasets
+        ctx.metrics["datasets"] = summaries
         if not analysed_any:
             raise RuleSkipped("no column holds text, categories or identifiers to analyse")
+
+
+def _on_cluster(
+    delegate: Delegate, request: ChunkRequest, deadline: float
+) -> tuple[AnalyseUnits, int]:
+    """Column chunks analysed on the run's cluster, in rounds of about two chunks' worth of
+    values per worker thread: the budget is checked and progress said between rounds."""
+
+    def analyse(indices: list[int]) -> list[JsonValue]:
+        timeout = max(deadline - time.monotonic(), 0.0)
+        found = delegate(COLUMN_CHUNKS, request.params(indices), timeout)
+        if not isinstance(found, list):
+            raise PiiEngineError(
+                f"the cluster answered {COLUMN_CHUNKS} with a {type(found).__name__}"
+            )
+        return found
+
+    threads = delegate(CLUSTER_THREADS, {}, 10.0)
+    workers = int(threads) if isinstance(threads, int) else 1
+    return analyse, 2 * max(workers, 1) * request.chunk_values
 
 
 def _column_finding(

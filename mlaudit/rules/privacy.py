@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import poisson
 
+from mlaudit.core.delegation import CLUSTER_THREADS, Delegate
 from mlaudit.core.findings import Confidence, Family, Finding, JsonValue, Location, Severity
 from mlaudit.core.runcache import CacheKey
 from mlaudit.privacy.art_bridge import (
@@ -20,7 +21,12 @@ from mlaudit.privacy.art_bridge import (
     codec_for,
 )
 from mlaudit.privacy.attacks import AttackScores, art_black_box, threshold_attacks
-from mlaudit.privacy.attribute import attribute_inference, attribute_target
+from mlaudit.privacy.attribute import (
+    ATTRIBUTE_ATTACKS,
+    AttributeRequest,
+    AttributeResult,
+    attack_columns,
+)
 from mlaudit.privacy.epsilon import certify
 from mlaudit.privacy.evaluation import (
     InvalidEvaluation,
@@ -49,8 +55,6 @@ from mlaudit.privacy.reference import (
 )
 from mlaudit.privacy.roc import AttackEvaluation, evaluate_attack
 from mlaudit.rules.base import (
-    CLUSTER_THREADS,
-    Delegate,
     OptionKind,
     Requirement,
     Rule,
@@ -209,9 +213,7 @@ def _evaluate(
 def _cluster_fit_batch(
     delegate: Delegate, request: ReferenceRequest, deadline: float
 ) -> tuple[FitBatch, int]:
-    """References fitted on the run's cluster, two per worker thread at a time: each task
-    loads the model once for its two (the load, not the fit, is what a task costs on small
-    references), and the budget is still checked between batches."""
+    """References fitted on the run's cluster, a round of them at a time."""
 
     def fit(batch: Sequence[ReferenceJob]) -> list[np.ndarray]:
         timeout = max(deadline - time.monotonic(), 0.0)
@@ -219,8 +221,15 @@ def _cluster_fit_batch(
         assert isinstance(rows, list)
         return [np.asarray(row, dtype=float) for row in rows]
 
+    return fit, _units_per_round(delegate)
+
+
+def _units_per_round(delegate: Delegate) -> int:
+    """Work units sent to the cluster at once: one per worker thread (each Dask worker
+    loads the model once for the run, so a unit costs its own work), and the rule checks its
+    budget between rounds."""
     threads = delegate(CLUSTER_THREADS, {}, 10.0)
-    return fit, 2 * max(int(threads) if isinstance(threads, int) else 1, 1)
+    return max(int(threads) if isinstance(threads, int) else 1, 1)
 
 
 def _reference_scores(
@@ -567,6 +576,39 @@ class ReferenceModelMembershipInference(Rule):
         )
 
 
+def _attribute_results(ctx: RuleContext, request: AttributeRequest) -> list[AttributeResult]:
+    """Every requested column attacked: on the run's cluster, a round of columns at a time,
+    or here one column at a time; the same per-column results either way."""
+    assert ctx.model is not None
+    # Built here with or without a cluster (one pass of the model over at most max_rows
+    # rows): a model that cannot answer on the attacked rows skips the rule either way.
+    try:
+        target = request.target(ctx.model, ctx.subject)
+    except InvalidEvaluation as invalid:
+        raise RuleSkipped(str(invalid)) from None
+    delegate = ctx.delegate
+    if delegate is not None:
+
+        def attack(indices: Sequence[int]) -> list[AttributeResult]:
+            timeout = max(ctx.deadline - time.monotonic(), 0.0)
+            answer = delegate(ATTRIBUTE_ATTACKS, request.params(indices), timeout)
+            if not isinstance(answer, list) or len(answer) != len(indices):
+                raise ValueError(f"the cluster's answer for {len(indices)} columns is malformed")
+            return [AttributeResult.from_json(value) for value in answer]
+
+        batch_size = _units_per_round(delegate)
+    else:
+
+        def attack(indices: Sequence[int]) -> list[AttributeResult]:
+            return [request.attack(target, i) for i in indices]
+
+        batch_size = 1
+    return attack_columns(
+        len(request.columns), attack, batch_size=batch_size, progress=ctx.progress,
+        check_budget=ctx.check_budget,
+    )
+
+
 class AttributeInference(Rule):
     """Attribute inference on sensitive model inputs.
 
@@ -594,7 +636,10 @@ class AttributeInference(Rule):
     the advantage exceeds ``min_advantage`` (0.05). Numeric columns with more than
     ``max_categories`` (20) distinct values are treated as continuous. ``confidence`` (0.95)
     and ``bootstrap`` (1000) set the advantage's interval; ``max_rows`` (5000) caps the
-    training rows attacked.
+    training rows attacked. Each column is attacked with its own random stream (from the
+    seed and the column's name), so its result does not depend on the other columns listed;
+    with a cluster (``--dask-scheduler``, ``--workers``) the columns' attack models are
+    trained on its workers, with the same results.
     """
 
     meta = RuleMeta(
@@ -642,7 +687,7 @@ class AttributeInference(Rule):
             )
         train = ctx.subject.dataset("train")
         assert train is not None
-        members = ctx.model.select_features(train.features)
+        inputs = ctx.model.select_features(train.features).columns
         skipped: dict[str, JsonValue] = {
             column: (
                 "not a model input; a model's output cannot reveal more about a column it "
@@ -651,31 +696,21 @@ class AttributeInference(Rule):
                 else "not a column of the training data"
             )
             for column in sensitive
-            if column not in members.columns
+            if column not in inputs
         }
         attacked = [c for c in sensitive if c not in skipped]
         if not attacked:
             raise RuleSkipped(
                 "; ".join(f"sensitive column {c!r} is {why}" for c, why in skipped.items())
             )
-        rng = privacy_rng(ctx.seed, "attribute-inference")
-        size = min(len(members), ctx.option_int("max_rows"))
-        members = members.iloc[np.sort(rng.choice(len(members), size, replace=False))]
-        classes = model_classes(ctx.model, train)
-        if classes is None:
+        if model_classes(ctx.model, train) is None:
             raise RuleSkipped("the model does not name its classes; give --target")
-        target = attribute_target(ctx.model, members, classes)
-        max_categories = ctx.option_int("max_categories")
-        resamples, confidence = ctx.option_int("bootstrap"), ctx.option_float("confidence")
-        results = []
-        for column in attacked:
-            ctx.check_budget()
-            results.append(
-                attribute_inference(
-                    target, column, rng,
-                    max_categories=max_categories, resamples=resamples, confidence=confidence,
-                )
-            )
+        request = AttributeRequest(
+            ctx.seed, ctx.option_int("max_rows"), tuple(attacked),
+            ctx.option_int("max_categories"), ctx.option_int("bootstrap"),
+            ctx.option_float("confidence"),
+        )
+        results = _attribute_results(ctx, request)
         ctx.metrics["columns"] = [r.as_metric() for r in results]
         ctx.metrics["skipped_columns"] = skipped
         threshold = ctx.option_float("min_advantage")

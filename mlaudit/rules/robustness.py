@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlaudit.core.findings import Family, Finding, JsonValue, Location, Severity
+from mlaudit.robustness.evasion import attack_settings
+from mlaudit.robustness.sample import AttackSample
 from mlaudit.robustness.space import project, within
 from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
 from mlaudit.rules.controls import EVASION, RELIABILITY
@@ -16,21 +18,23 @@ from mlaudit.rules.robustness_sample import (
     DEFAULT_EPSILON,
     DEFAULT_RMSE_SHARE,
     PROFILE_QUERIES,
-    AttackSample,
+    AttackRun,
     ThreatModel,
-    attack_settings,
     cap,
+    clean_metrics,
+    cluster_wave,
     epsilon_grid,
     perturbation_summary,
     prepare,
     retained,
     robust_curve,
+    smallest_flips,
     threat_model,
 )
 from mlaudit.subject.model_info import Task
 
 if TYPE_CHECKING:
-    from mlaudit.robustness.trees import LeafTable, Verifier
+    from mlaudit.robustness.trees import LeafTable
 from mlaudit.core.stats import Interval, clopper_pearson
 
 NORMS = ("linf", "l2")
@@ -165,6 +169,18 @@ def _step_note(ctx: RuleContext, threat: ThreatModel, sample: AttackSample) -> I
     )
 
 
+# The share of MLA203's time left after certification that its attack may use.
+ATTACK_SHARE = 0.9
+
+
+def _attack_note(run: AttackRun) -> str:
+    """What a scaled-down attack did, and what its numbers speak for."""
+    return (
+        f"{run.scaled_down}; the numbers speak for the sample rows before the first one left "
+        "unattacked"
+    )
+
+
 def _grid_radii(flips: Mapping[float, np.ndarray], grid: list[float]) -> np.ndarray:
     radii = np.full(len(next(iter(flips.values()))), np.inf)
     for eps in sorted(grid, reverse=True):
@@ -253,7 +269,12 @@ class BlackBoxEvasion(Rule):
     Tree ensembles get cheap extra starts (16 nearest donor rows and random points, the best 6
     each searched towards the row): their boundary is easily missed from one start. Each
     attack runs once per audit: MLA203 reuses the L∞ one (same sample, settings and seed), so
-    the two rules report the same radii, and the metrics' ``reused`` says so.
+    the two rules report the same radii, and the metrics' ``reused`` says so. The rows are
+    attacked in chunks of 100, each with its own seed from the run seed, on the run's Dask
+    cluster when there is one (the same radii as a local run); each norm may use its share of
+    the time left, and a chunk that would overrun it is not started: the norm then reports
+    ``scaled_down`` and its numbers speak for the sample rows before the first one left
+    unattacked.
 
     **Why it matters**: a model whose decisions flip when an applicant changes their stated
     income by 2% can be gamed by anyone who can query it, and is brittle against honest noise.
@@ -296,30 +317,34 @@ class BlackBoxEvasion(Rule):
         assert ctx.model is not None
         sample = prepare(ctx)
         threat = threat_model(ctx)
-        ctx.metrics.update(sample.clean_metrics())
+        ctx.metrics.update(clean_metrics(sample))
         budget = ctx.option_int("queries") or PROFILE_QUERIES[ctx.profile]
         epsilon = threat.epsilon
         grid = epsilon_grid(ctx, threat)
-        attacked = sample.correct
         per_norm: dict[str, JsonValue] = {}
         calls = 0
         yield from _step_note(ctx, threat, sample)
-        for norm in ctx.option_strs("norms"):
-            run = sample.smallest_flips(ctx, attack_settings(ctx.model, norm, budget))
-            radii = run.outcome.distance
+        norms = ctx.option_strs("norms")
+        for done, norm in enumerate(norms):
+            # Each norm's attack may use its share of the time left, so the last one runs too.
+            run = smallest_flips(
+                ctx, sample, attack_settings(ctx.model, norm, budget), share=1 / (len(norms) - done)
+            )
+            radii = run.distance
             calls += run.calls
             survival = retained(radii, epsilon)
             per_norm[norm] = {
-                "attacked": len(attacked),
+                "attacked": len(radii),
                 "success_rate": (
                     clopper_pearson(int(np.isfinite(radii).sum()), len(radii)).as_metric()
                     if len(radii)
                     else None
                 ),
-                "robust_accuracy": robust_curve(radii, len(sample.frame), grid),
+                "robust_accuracy": robust_curve(radii, run.judged_rows(sample), grid),
                 "survival_at_epsilon": survival.as_metric() if survival else None,
                 "perturbation": perturbation_summary(radii),
                 "queries": run.queries,
+                **({} if run.scaled_down is None else {"scaled_down": _attack_note(run)}),
             }
             if survival is not None:
                 yield from _evasion_finding(
@@ -407,12 +432,12 @@ class GradientEvasion(Rule):
             wrapped = gradient_model(ctx.model, sample.space)
         except NoGradients as reason:
             raise RuleSkipped(str(reason)) from None
-        ctx.metrics.update(sample.clean_metrics())
+        ctx.metrics.update(clean_metrics(sample))
         epsilon = threat.epsilon
         grid = epsilon_grid(ctx, threat)
         yield from _step_note(ctx, threat, sample)
         iterations = ctx.option_int("iterations")
-        oracle = sample.oracle(ctx)
+        oracle = sample.oracle(ctx.model)
         attacked = sample.correct
         classes = list(ctx.model.classes or ())
         labels = np.array([classes.index(label) for label in sample.reference[attacked]])
@@ -492,7 +517,9 @@ class TreeEnsembleVerification(Rule):
     b". The verdict reads the whole range: when even the attack's share is under ``medium_below`` or
     ``high_below`` the model is weak (as for MLA201, at most medium without a threat model);
     when only the certified share is under ``certified_below``, robustness cannot be shown,
-    a low finding.
+    a low finding. Rows are certified in chunks of 25, on the run's Dask cluster when there is
+    one; certification may use half the rule's time, and rows it leaves count as uncertified
+    (radius 0, which keeps the bound sound), with ``scaled_down`` saying how many were done.
 
     **Why it matters**: an attack can only show that a model is weak; it cannot show that it
     is strong. The certified bound is the part of the robustness claim that holds whatever the
@@ -529,7 +556,7 @@ class TreeEnsembleVerification(Rule):
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
-        from mlaudit.robustness.trees import UnsupportedEnsemble, Verifier, leaf_table
+        from mlaudit.robustness.trees import UnsupportedEnsemble, leaf_table
         from mlaudit.rules.base import RuleSkipped
 
         assert ctx.model is not None
@@ -539,15 +566,19 @@ class TreeEnsembleVerification(Rule):
             table = leaf_table(ctx.model.estimator, sample.frame)
         except UnsupportedEnsemble as reason:
             raise RuleSkipped(str(reason)) from None
-        ctx.metrics.update(sample.clean_metrics())
+        ctx.metrics.update(clean_metrics(sample))
         epsilon = threat.epsilon
         grid = epsilon_grid(ctx, threat)
         yield from _step_note(ctx, threat, sample)
-        certified = self._certified(ctx, sample, table, Verifier(table, sample.space, "linf"))
+        certified = self._certified(ctx, sample, table)
         budget = ctx.option_int("queries") or PROFILE_QUERIES[ctx.profile]
         # MLA201's L∞ attack on the same sample, with the same settings: shared, not rerun.
-        outcome = sample.smallest_flips(ctx, attack_settings(ctx.model, "linf", budget)).outcome
-        total = len(sample.frame)
+        # Most of the time left: the judgement after it is cheap.
+        attack = smallest_flips(
+            ctx, sample, attack_settings(ctx.model, "linf", budget), share=ATTACK_SHARE
+        )
+        # A scaled-down attack speaks for fewer rows: the certified side is cut to match.
+        total, certified = attack.judged_rows(sample), certified[: len(attack.distance)]
         ctx.metrics.update(
             {
                 **_threat_metrics(threat, sample),
@@ -555,15 +586,18 @@ class TreeEnsembleVerification(Rule):
                 "trees": table.trees,
                 "leaves": len(table.values),
                 "certified_radius": perturbation_summary(np.where(certified > 0, certified, 0.0)),
-                "attack_radius": perturbation_summary(outcome.distance),
+                "attack_radius": perturbation_summary(attack.distance),
                 "robust_accuracy": {
                     "certified": robust_curve(certified, total, grid),
-                    "attack": robust_curve(outcome.distance, total, grid),
+                    "attack": robust_curve(attack.distance, total, grid),
                 },
+                **({} if attack.scaled_down is None else {
+                    "attack_scaled_down": _attack_note(attack)
+                }),
             }
         )
         lower = retained(certified, epsilon)
-        upper = retained(outcome.distance, epsilon)
+        upper = retained(attack.distance, epsilon)
         if lower is None or upper is None:
             return
         ctx.metrics["survival_at_epsilon"] = {
@@ -573,32 +607,48 @@ class TreeEnsembleVerification(Rule):
         yield from self._judge_range(ctx, sample, threat, lower, upper)
 
     @staticmethod
-    def _certified(
-        ctx: RuleContext, sample: AttackSample, table: LeafTable, verifier: Verifier
-    ) -> np.ndarray:
-        raw = sample.frame.to_numpy(dtype=np.float64)
-        classes = list(table.classes or ())
-        # A row left uncertified keeps radius 0, which only lowers the certified bound: the
-        # bound stays sound when the rule stops early. Certification may use half the time
-        # left, so the shared attack and the judgement still fit in the rule's budget.
-        certified = np.zeros(len(sample.correct))
+    def _certified(ctx: RuleContext, sample: AttackSample, table: LeafTable) -> np.ndarray:
+        """Every attacked row's certified radius, chunk by chunk, here or on the cluster.
+
+        A row left uncertified keeps radius 0, which only lowers the certified bound: the
+        bound stays sound when the rule stops early. Certification may use half the time
+        left, so the shared attack and the judgement still fit in the rule's budget.
+        """
+        from mlaudit.robustness.certify import CERTIFIED_RADII, CERTIFY_CHUNK_ROWS, Certification
+        from mlaudit.robustness.chunks import (
+            ChunkPlan,
+            ComputeChunks,
+            decode_radii,
+            delegated,
+            map_chunks,
+        )
+
+        rows = len(sample.correct)
         started = time.monotonic()
         stop_at = started + (ctx.deadline - started) / 2
-        for position, row in enumerate(sample.correct):
-            if position and time.monotonic() > stop_at:
-                ctx.metrics["scaled_down"] = (
-                    f"certified {position} of {len(sample.correct)} rows within half the "
-                    "budget; the rest count as uncertified (radius 0)"
-                )
-                ctx.progress(str(ctx.metrics["scaled_down"]))
-                break
-            ctx.check_budget()
-            if sample.task is Task.REGRESSION:
-                certified[position] = verifier.radius(
-                    raw[row], None, reference=float(sample.clean[row]), tolerance=sample.tolerance
-                )
-            else:
-                certified[position] = verifier.radius(raw[row], classes.index(sample.clean[row]))
+        compute: ComputeChunks
+        if ctx.delegate is not None:
+            params = sample.request.params()
+            compute = delegated(ctx.delegate, CERTIFIED_RADII, params, ctx.deadline)
+            wave = cluster_wave(ctx)
+        else:
+            certification = Certification(sample, table)
+            compute = lambda chunks: [certification.chunk(c) for c in chunks]  # noqa: E731
+            wave = 1
+        run = map_chunks(
+            ChunkPlan(rows, CERTIFY_CHUNK_ROWS, wave, stop_at, "rows certified"),
+            compute, progress=ctx.progress, check_budget=ctx.check_budget,
+        )
+        found = np.concatenate([np.empty(0), *(decode_radii(v) for v in run.values)])
+        if len(found) != min(len(run.values) * CERTIFY_CHUNK_ROWS, rows):
+            raise ValueError(f"{len(found)} certified radii for {len(run.values)} chunks")
+        certified = np.zeros(rows)
+        certified[: len(found)] = found
+        if run.scaled_down is not None:
+            ctx.metrics["scaled_down"] = (
+                f"{run.scaled_down} (half its budget); the rest count as uncertified (radius 0)"
+            )
+            ctx.progress(str(ctx.metrics["scaled_down"]))
         return certified
 
     @staticmethod
@@ -692,11 +742,12 @@ class NoiseStability(Rule):
     )
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        assert ctx.model is not None
         sample = prepare(ctx, against_labels=False)
-        ctx.metrics.update(sample.clean_metrics())
+        ctx.metrics.update(clean_metrics(sample))
         noise = ctx.option_float("noise")
         draws = ctx.option_int("draws")
-        oracle = sample.oracle(ctx)
+        oracle = sample.oracle(ctx.model)
         rows = np.repeat(np.arange(len(sample.frame)), draws)
         origin = sample.space.to_unit(sample.frame)[rows]
         shift = ctx.rng().uniform(-noise, noise, size=origin.shape)

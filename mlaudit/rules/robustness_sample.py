@@ -8,26 +8,46 @@ applies and a breach of it is evidence for a review, not a release blocker.
 An evasion attack is computed once per run: its settings follow from the model, not from the
 rule asking, and a rule asking for the same attack on the same sample (MLA203 after MLA201,
 under L∞) reuses the result, so the report gives one radius per row, not two.
+
+The rows themselves are built in :mod:`mlaudit.robustness.sample` from plain values, so that
+a cluster task attacking or certifying a chunk of them rebuilds exactly the rule's rows.
 """
 
 from __future__ import annotations
 
-import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
-import pandas as pd
 
+from mlaudit.core.delegation import CLUSTER_THREADS
 from mlaudit.core.findings import JsonValue, Severity
 from mlaudit.core.runcache import CacheKey
-from mlaudit.core.stats import Interval, clopper_pearson, derived_rng
-from mlaudit.robustness.hopskipjump import AttackOutcome, AttackSettings, hop_skip_jump
-from mlaudit.robustness.oracle import ModelOutputError, Oracle
-from mlaudit.robustness.space import FeatureSpace
+from mlaudit.core.stats import Interval, clopper_pearson
+from mlaudit.robustness.chunks import (
+    ChunkPlan,
+    ComputeChunks,
+    decode_radii,
+    delegated,
+    map_chunks,
+)
+from mlaudit.robustness.evasion import (
+    ATTACK_CHUNK_ROWS,
+    EVASION_CHUNKS,
+    ChunkedAttack,
+    attack_params,
+)
+from mlaudit.robustness.hopskipjump import AttackSettings
+from mlaudit.robustness.sample import (
+    AttackSample,
+    SampleRequest,
+    SampleUnusable,
+    build_sample,
+    draw,
+)
 from mlaudit.rules.base import RuleContext, RuleSkipped
-from mlaudit.subject.model_info import InputKind, LoadedModel, Task
+from mlaudit.subject.model_info import Task
 
 # The ε judged when the user states none, in robust spreads (≈ standard deviations) of every
 # feature at once: the largest ε of the grid at which every well-built model of
@@ -38,27 +58,7 @@ DEFAULT_EPSILON = 0.05
 DEFAULT_RMSE_SHARE = 0.5
 PROFILE_SAMPLES: Mapping[str, int] = {"quick": 50, "standard": 200, "thorough": 1000}
 PROFILE_QUERIES: Mapping[str, int] = {"quick": 500, "standard": 2000, "thorough": 10000}
-SAMPLE_SALT = 0x4D4C4132  # "MLA2"
-# Feature-space perturbations mean nothing for a model that reads one text per row.
-TEXT_INPUT_REASON = "text input: MLA205 attacks text"
 HISTOGRAM_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-# Tree ensembles' extra starts: more donor rows, and random points searched from every start
-# (a tree ensemble's boundary is a union of box faces, easily missed from one start).
-TREE_DONORS = 16
-TREE_STARTS = 6
-
-
-def attack_settings(model: LoadedModel, norm: str, budget: int) -> AttackSettings:
-    """The evasion attack for ``model`` under ``norm`` with ``budget`` queries per row.
-
-    Tree ensembles get cheap extra starts. The settings depend on the model, never on the
-    rule, so every rule attacking a model under a norm runs, and shares, the same attack.
-    """
-    from mlaudit.robustness.trees import is_tree_ensemble
-
-    if is_tree_ensemble(model.estimator):
-        return AttackSettings(norm, budget, donors=TREE_DONORS, starts=TREE_STARTS)
-    return AttackSettings(norm, budget)
 
 
 @dataclass(frozen=True)
@@ -99,103 +99,115 @@ def cap(severity: Severity, stated: bool, task: Task, ctx: RuleContext) -> Sever
 
 @dataclass(frozen=True, eq=False)
 class AttackRun:
-    """One evasion attack on a sample: its outcome and the model queries and calls it cost."""
+    """One evasion attack on a sample: the smallest flipping perturbation of each attacked
+    row (inf: none found), and the model queries and calls it cost. When the rule's time ran
+    short, only the first ``len(distance)`` attacked rows, and ``scaled_down`` says so."""
 
-    outcome: AttackOutcome
+    distance: np.ndarray
     queries: int
     calls: int
+    scaled_down: str | None = None
 
-
-@dataclass(frozen=True, eq=False)
-class AttackSample:
-    """The rows under attack and what the model says about them unperturbed."""
-
-    frame: pd.DataFrame
-    space: FeatureSpace
-    task: Task
-    reference: np.ndarray
-    """True labels (classification) or clean predictions (regression), one per row."""
-    clean: np.ndarray
-    """The model's clean predictions."""
-    tolerance: float | None
-    excluded_rows: int
-    tolerance_basis: str | None = None
-    """Regressors: what ``tolerance`` was derived from (holdout RMSE, spread, threshold)."""
-
-    @property
-    def correct(self) -> np.ndarray:
-        """Rows the attacks try to flip: correctly classified ones, or every regression row."""
-        if self.task is Task.REGRESSION:
-            return np.arange(len(self.frame))
-        return np.flatnonzero(self.clean == self.reference)
-
-    def oracle(self, ctx: RuleContext) -> Oracle:
-        assert ctx.model is not None
-        return Oracle(ctx.model, self.space, self.frame, self.reference, self.tolerance)
-
-    def smallest_flips(self, ctx: RuleContext, settings: AttackSettings) -> AttackRun:
-        """The batched HopSkipJump on the correct rows, started from the sample itself.
-
-        Computed once per run: the result depends on the sample, the settings and the seed
-        (its generator is the seed's, not the rule's), and a rule asking again reuses it.
-        """
-
-        def attack() -> AttackRun:
-            oracle = self.oracle(ctx)
-            outcome = hop_skip_jump(
-                oracle,
-                self.correct,
-                settings,
-                derived_rng(ctx.seed, f"evasion-attack:{settings.norm}"),
-                donors=self.space.to_unit(self.frame),
-                donor_outputs=self.clean,
-                check_budget=ctx.check_budget,
-            )
-            return AttackRun(outcome, int(oracle.queries.sum()), oracle.calls)
-
-        return ctx.shared(CacheKey("evasion-attack", (self.digest, settings, ctx.seed)), attack)
-
-    @cached_property
-    def digest(self) -> str:
-        """A fingerprint of everything an attack on this sample depends on besides its
-        settings: the rows, their reference and clean answers, the tolerance and the space."""
-        space = self.space
-        arrays = [
-            pd.util.hash_pandas_object(self.frame, index=False).to_numpy(),
-            pd.util.hash_pandas_object(pd.Series(self.reference), index=False).to_numpy(),
-            pd.util.hash_pandas_object(pd.Series(self.clean), index=False).to_numpy(),
-            space.lower, space.upper, space.integer, space.scale,
-        ]
-        digest = hashlib.sha256(
-            repr((space.columns, space.mutable, self.task.value, self.tolerance)).encode()
+    def judged_rows(self, sample: AttackSample) -> int:
+        """The sample rows the attack speaks for: all of them, or, scaled down, those before
+        the first row it did not attack (every correct row among them was attacked)."""
+        attacked = sample.correct
+        return len(sample.frame) if len(self.distance) == len(attacked) else int(
+            attacked[len(self.distance)]
         )
-        for array in arrays:
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
 
-    def clean_metrics(self) -> dict[str, JsonValue]:
-        metrics: dict[str, JsonValue] = {
-            "samples": len(self.frame),
-            "excluded_rows": self.excluded_rows,
-            "features": self.space.describe(),  # type: ignore[dict-item]
-            "task": self.task.value,
-        }
-        if self.task is Task.REGRESSION:
-            metrics["tolerance"] = round(float(self.tolerance or 0.0), 6)
-            metrics["tolerance_basis"] = self.tolerance_basis
+
+def smallest_flips(
+    ctx: RuleContext, sample: AttackSample, settings: AttackSettings, *, share: float = 1.0
+) -> AttackRun:
+    """The batched HopSkipJump on the sample's correct rows, started from the sample itself,
+    chunk by chunk, here or on the run's cluster, within ``share`` of the rule's time left.
+
+    Computed once per run: the result depends on the sample, the settings and the seed
+    (its generators are the seed's, not the rule's), and a rule asking again reuses it.
+    """
+    model = ctx.model
+    assert model is not None
+
+    def attack() -> AttackRun:
+        compute: ComputeChunks
+        if ctx.delegate is not None:
+            params = attack_params(sample.request, settings)
+            compute = delegated(ctx.delegate, EVASION_CHUNKS, params, ctx.deadline)
+            wave = cluster_wave(ctx)
         else:
-            metrics["clean_accuracy"] = clopper_pearson(
-                len(self.correct), len(self.frame)
-            ).as_metric()
-        return metrics
+            chunked = ChunkedAttack(model, sample, settings, ctx.seed, ctx.check_budget)
+            compute = lambda chunks: [chunked.chunk(c) for c in chunks]  # noqa: E731
+            wave = 1
+        started = time.monotonic()
+        plan = ChunkPlan(len(sample.correct), ATTACK_CHUNK_ROWS, wave,
+                         started + (ctx.deadline - started) * share,
+                         f"rows attacked ({settings.norm})")
+        run = map_chunks(plan, compute, progress=ctx.progress, check_budget=ctx.check_budget)
+        parts = [_attack_part(value) for value in run.values]
+        distance = np.concatenate([np.empty(0), *(radii for radii, _, _ in parts)])
+        if len(distance) != min(len(parts) * ATTACK_CHUNK_ROWS, plan.rows):
+            raise ValueError(f"{len(distance)} attack radii for {len(parts)} chunks")
+        return AttackRun(
+            distance, sum(q for _, q, _ in parts), sum(c for _, _, c in parts), run.scaled_down,
+        )
+
+    return ctx.shared(CacheKey("evasion-attack", (sample.digest, settings, ctx.seed)), attack)
+
+
+def _attack_part(value: JsonValue) -> tuple[np.ndarray, int, int]:
+    """A chunk's radii, queries and calls, checked (a cluster task's answer)."""
+    if not isinstance(value, dict):
+        raise ValueError("an attack chunk's result must be a table")
+    queries, calls = value.get("queries"), value.get("calls")
+    if not isinstance(queries, int) or not isinstance(calls, int):
+        raise ValueError("an attack chunk's result must count its queries and calls")
+    return decode_radii(value.get("radii")), queries, calls
+
+
+def clean_metrics(sample: AttackSample) -> dict[str, JsonValue]:
+    metrics: dict[str, JsonValue] = {
+        "samples": len(sample.frame),
+        "excluded_rows": sample.excluded_rows,
+        "features": sample.space.describe(),  # type: ignore[dict-item]
+        "task": sample.task.value,
+    }
+    if sample.task is Task.REGRESSION:
+        metrics["tolerance"] = round(float(sample.tolerance or 0.0), 6)
+        metrics["tolerance_basis"] = sample.tolerance_basis
+    else:
+        metrics["clean_accuracy"] = clopper_pearson(
+            len(sample.correct), len(sample.frame)
+        ).as_metric()
+    return metrics
 
 
 def draw_rows(ctx: RuleContext, candidates: np.ndarray) -> np.ndarray:
-    """The sorted rows the robustness family judges, drawn from ``candidates``: one draw for
-    the whole family, so MLA201-205 judge the same rows and can be compared."""
-    size = ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
-    rng = np.random.default_rng([ctx.seed, SAMPLE_SALT])
-    return np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
+    """The sorted rows the robustness family judges, drawn from ``candidates`` (see
+    :func:`mlaudit.robustness.sample.draw`)."""
+    return draw(candidates, ctx.seed, _sample_size(ctx))
+
+
+def _sample_size(ctx: RuleContext) -> int:
+    return ctx.option_int("samples") or PROFILE_SAMPLES[ctx.profile]
+
+
+def sample_request(ctx: RuleContext, *, against_labels: bool = True) -> SampleRequest:
+    """The rule's attacked rows in plain values: what :func:`prepare` and a cluster task
+    build them from. Options a rule does not declare take their neutral value."""
+    declared = ctx.options
+    return SampleRequest(
+        seed=ctx.seed,
+        size=_sample_size(ctx),
+        immutable=tuple(ctx.option_strs("immutable")),
+        categorical=tuple(ctx.option_strs("categorical")),
+        relative_epsilon=threat_model(ctx).relative if "epsilon" in declared else None,
+        against_labels=against_labels,
+        threshold=ctx.option_float("threshold") if "threshold" in declared else 0.0,
+        tolerance_share=(
+            ctx.option_float("tolerance") if "tolerance" in declared else DEFAULT_RMSE_SHARE
+        ),
+    )
 
 
 def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
@@ -204,95 +216,20 @@ def prepare(ctx: RuleContext, *, against_labels: bool = True) -> AttackSample:
     ``against_labels``: a classifier's decisions are compared with the true labels (robust
     accuracy); otherwise with its own clean predictions (stability).
     """
-    model, sample = ctx.model, ctx.subject.sample
-    assert model is not None
-    assert sample is not None
-    if model.input_kind is InputKind.TEXT:
-        raise RuleSkipped(TEXT_INPUT_REASON)
-    if model.task is Task.UNKNOWN:
-        raise RuleSkipped("the model's task (classification or regression) is unknown")
-    frames = [model.select_features(d.features) for d in ctx.subject.datasets]
-    space = FeatureSpace.from_data(
-        frames,
-        immutable=ctx.option_strs("immutable"),
-        categorical=ctx.option_strs("categorical"),
-        relative_epsilon=threat_model(ctx).relative if "epsilon" in ctx.options else None,
-    )
-    if space.dimensions == 0:
-        raise RuleSkipped("no feature may change: every input is frozen, constant or not numeric")
-    features = model.select_features(sample.features)
-    usable = ~features.iloc[:, list(space.mutable)].isna().any(axis=1).to_numpy()
-    labels = sample.labels
-    if against_labels and labels is not None:
-        usable &= labels.notna().to_numpy()
-    candidates = np.flatnonzero(usable)
-    if len(candidates) == 0:
-        raise RuleSkipped("every sample row has a missing value in a feature that may change")
-    chosen = draw_rows(ctx, candidates)
-    frame = features.iloc[chosen].reset_index(drop=True)
-    clean = _checked(model.predict(frame), len(frame))
-    tolerance: float | None = None
-    basis: str | None = None
-    if model.task is Task.REGRESSION:
-        truth = None if labels is None else labels.to_numpy()[chosen]
-        tolerance, basis = _regression_tolerance(ctx, clean, truth)
-        reference = clean
-    elif not against_labels:
-        reference = clean
-    else:
-        if labels is None:
-            raise RuleSkipped("no labels: give --target")
-        reference = labels.to_numpy()[chosen]
-        if len(np.unique(reference)) < 2 and len(np.unique(clean)) < 2:
-            raise RuleSkipped("the sample holds a single class and the model predicts only it")
-    return AttackSample(
-        frame,
-        space,
-        model.task,
-        reference,
-        clean,
-        tolerance,
-        len(features) - len(candidates),
-        basis,
-    )
+    assert ctx.model is not None
+    request = sample_request(ctx, against_labels=against_labels)
+    try:
+        return build_sample(ctx.model, ctx.subject, request)
+    except SampleUnusable as reason:
+        raise RuleSkipped(str(reason)) from None
 
 
-def _regression_tolerance(
-    ctx: RuleContext, clean: np.ndarray, truth: np.ndarray | None
-) -> tuple[float, str]:
-    """How far a regressor's prediction must move to count as a changed answer.
-
-    The user's ``threshold`` if given; else ``tolerance`` times the model's RMSE on the
-    labelled sample rows (its own error: a smaller move is within what it gets wrong anyway);
-    without labels, ``tolerance`` times the spread of its predictions.
-    """
-    threshold = ctx.option_float("threshold")
-    if threshold > 0:
-        return threshold, "threshold (configured)"
-    share = ctx.option_float("tolerance")
-    predicted = clean.astype(np.float64)
-    if truth is not None:
-        known = ~pd.isna(truth)
-        if known.any():
-            errors = predicted[known] - truth[known].astype(np.float64)
-            rmse = float(np.sqrt(np.mean(errors * errors)))
-            if rmse > 0:
-                return share * rmse, f"{share:g} x holdout RMSE {rmse:.6g}"
-    spread = float(np.std(predicted))
-    if not spread > 0:
-        raise RuleSkipped("the model predicts one value for every sample row")
-    return share * spread, f"{share:g} x standard deviation of the predictions (no labels)"
-
-
-def _checked(outputs: np.ndarray, rows: int) -> np.ndarray:
-    if outputs.ndim == 2 and outputs.shape[1] == 1:
-        outputs = outputs[:, 0]
-    if outputs.shape != (rows,):
-        raise ModelOutputError(
-            f"the model's predict returned shape {outputs.shape} for {rows} rows; "
-            f"expected ({rows},)"
-        )
-    return outputs
+def cluster_wave(ctx: RuleContext) -> int:
+    """Chunks sent to the run's cluster at once: two per worker thread, so that a task
+    loads the model once for two chunks and the budget is still checked between waves."""
+    assert ctx.delegate is not None
+    threads = ctx.delegate(CLUSTER_THREADS, {}, 10.0)
+    return 2 * max(threads if isinstance(threads, int) else 1, 1)
 
 
 def robust_curve(radii: np.ndarray, total: int, epsilons: Sequence[float]) -> list[JsonValue]:

@@ -115,13 +115,35 @@ def test_files_are_scanned_in_batches_with_progress(
     root = _tree(tmp_path / "src")
     messages: list[str] = []
     run = run_bandit(root, BanditOptions(ignore_nosec=True), progress=messages.append)
-    assert messages == [
-        f"bandit: 5 Python files under {root}",
-        "bandit: 2 of 5 files",
-        "bandit: 4 of 5 files",
-        "bandit: 5 of 5 files",
+    assert [m.split(",")[0] for m in messages] == [
+        "files scanned 2/5", "files scanned 4/5", "files scanned 5/5",
     ]
+    assert all(", ETA " in m and m.endswith(" s") for m in messages)
     assert "app/silenced.py" in {i.relative for i in run.issues}  # ignore_nosec
+
+
+def test_the_budget_is_checked_before_each_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bandit_run, "BATCH_FILES", 2)
+    checks: list[int] = []
+    run_bandit(_tree(tmp_path / "src"), BanditOptions(), check_budget=lambda: checks.append(1))
+    assert len(checks) == 3
+
+
+def _records(run: bandit_run.BanditRun) -> tuple[object, ...]:
+    return (run.files, run.lines, run.nosec, run.issues, run.skipped)
+
+
+def test_one_batch_or_many_give_the_same_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tree(tmp_path / "src")
+    whole = run_bandit(root, discover_options(root))
+    for size in (1, 2, 3):
+        monkeypatch.setattr(bandit_run, "BATCH_FILES", size)
+        assert _records(run_bandit(root, discover_options(root))) == _records(whole)
+    assert [i.relative for i in whole.issues] == sorted(i.relative for i in whole.issues)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "holdout": root / "holdout.csv"}
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as local:
-        yield local
-
-
 def _scan(files: dict[str, Path], **cluster: Any) -> dict[str, Any]:
     audit = mlaudit.scan(
         str(files["model"]), train=files["train"], holdout=files["holdout"], target=TARGET,
@@ -70,10 +61,10 @@ def test_the_cluster_run_reports_what_the_local_run_does(
     assert local["MLA302"]["metrics"]["references"] == 4
     with distributed.Client(cluster) as client, distributed.get_task_stream(client) as stream:
         remote = _scan(files, dask_scheduler=cluster.scheduler_address)
-    # The four references were fitted by the cluster's two workers, two to a task (and
+    # The four references were fitted by the cluster's two workers, one to a task (and
     # shared by MLA304).
     fits = [task for task in stream.data if task["key"].startswith("run_remote")]
-    assert len(fits) == 2
+    assert len(fits) == 4
     assert remote == local
 
 
@@ -114,7 +105,41 @@ def test_a_worker_killed_mid_scan_is_retried_or_reported_never_a_hang(
 def test_a_malformed_request_from_the_model_worker_is_refused(params: dict[str, Any]) -> None:
     """The model worker asks the parent for cluster work; a hostile model may forge the
     request. It is refused before any task is submitted."""
-    from mlaudit.distributed.cluster import requested_rows
+    from mlaudit.distributed.cluster import requested_units
 
-    with pytest.raises(ValueError, match="indices must be a list of row numbers"):
-        requested_rows("reference-scores", dict(params))
+    with pytest.raises(ValueError, match="indices must be a list of unit numbers"):
+        requested_units("reference-scores", dict(params))
+
+
+def test_a_request_is_split_into_contiguous_tasks_each_with_only_its_own_units() -> None:
+    from mlaudit.core.delegation import PER_UNIT
+    from mlaudit.distributed.cluster import split_request
+
+    params: dict[str, Any] = {
+        "indices": [3, 4, 5, 6, 7], "seed": 1,
+        PER_UNIT: {str(u): f"payload {u}" for u in range(3, 8)},
+    }
+    parts = split_request("work", params, threads=2)
+    assert [p["indices"] for p in parts] == [[3, 4], [5, 6, 7]]
+    assert [p[PER_UNIT] for p in parts] == [
+        {"3": "payload 3", "4": "payload 4"},
+        {"5": "payload 5", "6": "payload 6", "7": "payload 7"},
+    ]
+    assert all(p["seed"] == 1 for p in parts)
+    # More threads than units: one unit per task, no empty task.
+    assert [p["indices"] for p in split_request("work", {"indices": [0, 1]}, 8)] == [[0], [1]]
+    with pytest.raises(ValueError, match="must map units"):
+        split_request("work", {"indices": [0], PER_UNIT: ["not", "a", "map"]}, 2)
+
+
+def test_a_model_given_in_memory_is_refused_a_cluster(
+    files: dict[str, Path], cluster: Any
+) -> None:
+    """The cluster's workers load the audited file's bytes; an object has none, so asking
+    for a cluster is a usage error, not a run that silently stays local."""
+    from mlaudit.core.errors import UsageError
+
+    model = joblib.load(files["model"])  # written by this test module
+    with pytest.raises(UsageError, match="in memory cannot go to a cluster"):
+        mlaudit.scan(model, train=files["train"], holdout=files["holdout"], target=TARGET,
+                     select=list(RULES), config=None, dask_scheduler=cluster.scheduler_address)

@@ -7,14 +7,15 @@ import pandas as pd
 
 from mlaudit.pii.analysis import AnalysisSettings
 from mlaudit.pii.analyzer import PiiEngine
-from mlaudit.pii.columns import ColumnScan, scan_table
+from mlaudit.pii.columns import ColumnScan
 from mlaudit.pii.entities import ENTITY_NAMES
+from tests.pii.fixtures import scan_frame
 
 SETTINGS = AnalysisSettings(frozenset(ENTITY_NAMES), max_chars=2_000)
 
 
 def _scan(frame: pd.DataFrame) -> dict[str, ColumnScan]:
-    scans = scan_table(frame, SETTINGS, sample_rows=0, rng=np.random.default_rng(0))
+    scans = scan_frame(frame, SETTINGS, sample_rows=0)
     return {s.column: s for s in scans}
 
 
@@ -61,6 +62,6 @@ def test_very_long_cells_are_cut_and_counted(engine: PiiEngine) -> None:
 
 
 def test_an_empty_table_and_blank_cells_are_nothing_to_analyse(engine: PiiEngine) -> None:
-    assert scan_table(pd.DataFrame(), SETTINGS, sample_rows=0, rng=np.random.default_rng()) == []
+    assert scan_frame(pd.DataFrame(), SETTINGS, sample_rows=0) == []
     scanned = _scan(pd.DataFrame({"notes": ["", "   ", None]}))["notes"]
     assert scanned.skipped == "no values"

@@ -13,6 +13,8 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
+from mlaudit.robustness.certify import CERTIFY_CHUNK_ROWS
+from mlaudit.robustness.evasion import ATTACK_CHUNK_ROWS
 from tests.conftest import CliResult, Runner
 from tests.robustness.models import separated
 
@@ -411,13 +413,40 @@ def test_mla203_scales_down_instead_of_overrunning_its_budget(
 ) -> None:
     """Issue 19: a verifier slower than its budget certifies what fits and says so; the rows
     it leaves are uncertified (radius 0), which keeps the certified bound sound."""
+    import mlaudit.robustness.chunks as chunks
     import mlaudit.rules.robustness as robustness
 
-    monkeypatch.setattr(robustness, "time", _SlowClock())
+    clock = _SlowClock()
+    monkeypatch.setattr(robustness, "time", clock)
+    monkeypatch.setattr(chunks, "time", clock)
     result = _scan(run_cli, cases["brittle forest"], "--select", "MLA203", "--isolation", "none")
     verification = result.result("MLA203")
     assert verification["status"] != "error"
-    assert verification["metrics"]["scaled_down"].startswith("certified 1 of ")
+    # The first chunk always runs; the next one is projected past the half budget.
+    assert verification["metrics"]["scaled_down"].startswith(
+        f"rows certified: {CERTIFY_CHUNK_ROWS} of "
+    )
     certified = verification["metrics"]["robust_accuracy"]["certified"]
     attack = verification["metrics"]["robust_accuracy"]["attack"]
     assert all(c["estimate"] <= a["estimate"] for c, a in zip(certified, attack, strict=True))
+
+
+def test_mla201_attacks_fewer_rows_and_says_so_when_its_budget_runs_short(
+    run_cli: Runner, cases: dict[str, Case], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 19: chunks of rows are attacked while the budget allows; the numbers then speak
+    for the rows before the first one left unattacked, never an error."""
+    import mlaudit.robustness.chunks as chunks
+
+    monkeypatch.setattr(chunks, "time", _SlowClock())
+    config = _config(tmp_path, '[rules.MLA201]\nsamples = 220\nqueries = 200\nnorms = ["linf"]\n')
+    result = _scan(
+        run_cli, cases["brittle forest"], "--select", "MLA201", "--isolation", "none",
+        "--config", config,
+    )
+    black_box = result.result("MLA201")
+    assert black_box["status"] != "error"
+    linf = black_box["metrics"]["norms"]["linf"]
+    assert linf["attacked"] == ATTACK_CHUNK_ROWS
+    assert linf["scaled_down"].startswith(f"rows attacked (linf): {ATTACK_CHUNK_ROWS} of ")
+    assert linf["perturbation"]["found"] > 0
