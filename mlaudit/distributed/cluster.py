@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlaudit.core.delegation import CLUSTER_THREADS, PER_UNIT, Delegate
 from mlaudit.core.errors import UsageError
 from mlaudit.core.findings import JsonValue, RuleResult
 from mlaudit.core.load_options import LoadOptions
-from mlaudit.distributed.remote import run_remote
+from mlaudit.distributed.remote import run_remote, start_session
 from mlaudit.distributed.session import RemoteLoad, close_session
+from mlaudit.loaders.load_gate import decide
 from mlaudit.subject.build import Subject
 
 DASK_EXTRA = "dask"
@@ -80,6 +83,9 @@ class Cluster:
     def __init__(self, client: Any) -> None:
         self.client = client
         self._runs: list[str] = []  # the runs whose workers may hold a loaded model
+        # Futures of the session starts: kept until the sessions close, since Dask forgets
+        # (and may cancel) a task whose future is dropped.
+        self._starting: list[Any] = []
         # Workers import what a task runs once, when the cluster opens, not in the first
         # rule's budget (scikit-learn, pandas and mlaudit take seconds to import).
         client.run(importlib.import_module, run_remote.__module__)
@@ -91,6 +97,7 @@ class Cluster:
             with suppress(Exception):
                 self.client.run(close_session, run)
         self._runs.clear()
+        self._starting.clear()
 
     def threads(self) -> int:
         """Worker threads in the cluster now: how many tasks run at once."""
@@ -105,10 +112,15 @@ class Cluster:
         extra_allowed: frozenset[str],
         load_options: LoadOptions,
         isolation: str,
+        load_budget_s: float,
     ) -> Delegate:
         """A delegate for one run: its tasks carry the model file's bytes (when the run has
         a model file), the subject's data and what the gate needs (the artifact rules'
-        results, the run's load settings)."""
+        results, the run's load settings).
+
+        When the gate lets the model load, every worker starts loading it now, in the
+        background, while the run loads its own and runs its first rules: a rule's first
+        request then finds the model loaded instead of waiting for it."""
         path, sha256 = subject.model.path, subject.model.sha256
         load = None
         if path is not None and path.is_file() and sha256 is not None:
@@ -117,26 +129,40 @@ class Cluster:
                 extra_allowed, load_options, isolation,
             )
             self._runs.append(load.run)
-        scattered: dict[str, Any] = {}
+        shipment = _Shipment(self.client, path if load is not None else None, subject)
+        if load is not None and decide(
+            subject.model, artifact_results, trust_model=trust_model
+        ).may_load:
+            threading.Thread(
+                target=self._start_sessions, args=(shipment, load, load_budget_s), daemon=True,
+                name=f"mlaudit-sessions-{load.run}",
+            ).start()
 
         def delegate(what: str, params: Mapping[str, JsonValue], timeout_s: float) -> JsonValue:
             if what == CLUSTER_THREADS:
                 return self.threads()
-            if not scattered:  # once per run: the bytes and the data go to every worker
-                scattered["model"] = (
-                    self.client.scatter(path.read_bytes(), broadcast=True)
-                    if load is not None and path is not None else None
-                )
-                scattered["subject"] = self.client.scatter(subject, broadcast=True)
-            return self._fan_out(what, dict(params), scattered, load, timeout_s)
+            return self._fan_out(what, dict(params), shipment, load, timeout_s)
 
         return delegate
+
+    def _start_sessions(self, shipment: _Shipment, load: RemoteLoad, load_budget_s: float) -> None:
+        """Every worker's model session for the run, started (a failure here is only lost
+        time: the first request starts the session again and reports why it cannot)."""
+        with suppress(Exception):
+            model, data = shipment.get()
+            self._starting.extend(
+                self.client.submit(
+                    start_session, model, data, load, load_budget_s, workers=[address],
+                    allow_other_workers=False, pure=False,
+                )
+                for address in self.client.scheduler_info()["workers"]
+            )
 
     def _fan_out(
         self,
         what: str,
         params: dict[str, JsonValue],
-        scattered: Mapping[str, Any],
+        shipment: _Shipment,
         load: RemoteLoad | None,
         timeout_s: float,
     ) -> JsonValue:
@@ -144,10 +170,11 @@ class Cluster:
         tasks' results concatenated in order."""
         from distributed import wait
 
+        model, data = shipment.get()
         parts = split_request(what, params, self.threads())
         futures = [
             self.client.submit(
-                run_remote, scattered["model"], scattered["subject"], load, what, part,
+                run_remote, model, data, load, what, part,
                 timeout_s, retries=TASK_RETRIES, pure=False,
             )
             for part in parts
@@ -184,6 +211,26 @@ def requested_units(what: str, params: dict[str, JsonValue]) -> list[int]:
         raise ValueError(f"delegated {what}: indices must be a list of unit numbers")
     return [int(i) for i in indices if isinstance(i, int)]
 
+
+
+class _Shipment:
+    """What a run sends every worker once, scattered on first use (by whichever thread
+    needs it first): the model file's bytes (None without a model file) and the subject."""
+
+    def __init__(self, client: Any, model_path: Path | None, subject: Subject) -> None:
+        self._client, self._model_path, self._subject = client, model_path, subject
+        self._lock = threading.Lock()
+        self._sent: tuple[Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._sent is None:
+                model = (
+                    None if self._model_path is None
+                    else self._client.scatter(self._model_path.read_bytes(), broadcast=True)
+                )
+                self._sent = (model, self._client.scatter(self._subject, broadcast=True))
+            return self._sent
 
 
 def split_request(

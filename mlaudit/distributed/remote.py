@@ -65,6 +65,14 @@ def run_remote(  # noqa: PLR0917 (Dask passes a task's arguments by position)
     raise RuntimeError("the model worker ended twice before it took the task")
 
 
+def start_session(
+    model_bytes: bytes, subject: Subject, load: RemoteLoad, load_budget_s: float
+) -> None:
+    """Start this Dask worker's model session for the run (the model loads in the session's
+    own thread, so the worker's task slot is free again at once)."""
+    session_for(load, model_bytes, subject, COMPUTATIONS, load_budget_s)
+
+
 def _worker_threads() -> int:
     try:
         from distributed import get_worker

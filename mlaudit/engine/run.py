@@ -301,7 +301,7 @@ def _delegate(
     return cluster.delegate_for(
         subject, artifact_results, trust_model=settings.trust_model,
         extra_allowed=settings.extra_allowed, load_options=settings.load_options,
-        isolation=settings.isolation,
+        isolation=settings.isolation, load_budget_s=PROFILE_BUDGETS_S[settings.profile],
     )
 
 

@@ -146,10 +146,12 @@ class AttackSample:
 
 
 def draw(candidates: np.ndarray, seed: int, size: int) -> np.ndarray:
-    """The sorted rows the robustness family judges, drawn from ``candidates``: one draw for
-    the whole family, so MLA201-205 judge the same rows and can be compared."""
+    """The rows the robustness family judges, drawn from ``candidates``: one draw for the
+    whole family, so MLA201-205 judge the same rows and can be compared. In the draw's random
+    order, not the file's: a rule that scales down judges the first rows of the sample, and
+    those must be a uniform sample too, also of a file sorted by class or by time."""
     rng = np.random.default_rng([seed, SAMPLE_SALT])
-    return np.sort(rng.choice(candidates, size=min(size, len(candidates)), replace=False))
+    return rng.choice(candidates, size=min(size, len(candidates)), replace=False)
 
 
 def build_sample(model: LoadedModel, subject: Subject, request: SampleRequest) -> AttackSample:

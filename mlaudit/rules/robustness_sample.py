@@ -183,7 +183,7 @@ def clean_metrics(sample: AttackSample) -> dict[str, JsonValue]:
 
 
 def draw_rows(ctx: RuleContext, candidates: np.ndarray) -> np.ndarray:
-    """The sorted rows the robustness family judges, drawn from ``candidates`` (see
+    """The rows the robustness family judges, drawn from ``candidates`` (see
     :func:`mlaudit.robustness.sample.draw`)."""
     return draw(candidates, ctx.seed, _sample_size(ctx))
 
