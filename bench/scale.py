@@ -19,7 +19,9 @@ Columns: wall seconds (median of ``--repeat`` runs), peak MB, the three most exp
 MLA302's seconds, references fitted and seconds per reference, and the floor: one fit of the
 audited estimator on as many rows as a reference trains on, on every core (what a reference
 costs at best). For ``cluster-N`` the ideal is the one-core run's MLA302 time divided by N;
-``vs ideal`` is the cluster's MLA302 time over it. ``cluster start`` is the time to start and
+``vs ideal`` is the cluster's MLA302 time over it; ``vs 1 worker`` is the same against the
+``cluster-1`` run's MLA302 time divided by N (the split of the same cluster work, whose
+per-worker model load both pay). ``cluster start`` is the time to start and
 open and close the cluster alone (start N workers, import what a task runs on them, stop):
 the fixed overhead paid once per scan, outside every rule.
 Markdown to stdout, progress to stderr, with the load average (the machine may be shared).
@@ -207,8 +209,8 @@ def main() -> None:
                 )
     print(f"load average at end: {os.getloadavg()}; cores: {len(os.sched_getaffinity(0))}\n")
     print("| model | rows | target fit s | mode | wall s | peak MB | top rules (s) | MLA302 s "
-          "| refs | s/ref | floor s/ref | vs ideal | cluster start s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| refs | s/ref | floor s/ref | vs ideal | vs 1 worker | cluster start s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows_out))
 
 
@@ -221,19 +223,22 @@ def row(
     mla302 = run.rules.get("MLA302")
     refs = run.reference_metrics.get("references")
     per_ref = f"{mla302 / refs:.2f}" if mla302 and refs else "-"
-    ideal = start = "-"
-    if mode.startswith("cluster-") and "1" in runs and mla302:
+    ideal = one_worker = start = "-"
+    if mode.startswith("cluster-") and mla302:
         workers = int(mode.split("-", 1)[1])
-        local = runs["1"].rules.get("MLA302")
+        local = runs["1"].rules.get("MLA302") if "1" in runs else None
         if local:
             ideal = f"{mla302 / (local / workers):.2f}"
+        alone = runs["cluster-1"].rules.get("MLA302") if "cluster-1" in runs else None
+        if alone and workers > 1:
+            one_worker = f"{mla302 / (alone / workers):.2f}"
         if workers not in starts:
             starts[workers] = cluster_start_seconds(workers)
         start = f"{starts[workers]:.1f}"
     return (
         f"| {kind} | {size:,} | {fit_s:.1f} | {mode} | {run.wall_s:.1f} | {run.peak_mb:.0f} "
         f"| {split} | {mla302 if mla302 is None else round(mla302, 1)} | {refs} | {per_ref} "
-        f"| {'-' if floor is None else f'{floor:.2f}'} | {ideal} | {start} |"
+        f"| {'-' if floor is None else f'{floor:.2f}'} | {ideal} | {one_worker} | {start} |"
     )
 
 
