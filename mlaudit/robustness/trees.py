@@ -401,6 +401,11 @@ class Verifier:
         self.high = (table.upper[:, mutable] - space.lower) / space.scale
         # Boxes entirely outside the observed range cannot be reached by a realistic input.
         self.unreachable = np.any((self.low > space.extent) | (self.high < 0.0), axis=1)
+        self.trees = np.repeat(
+            np.arange(table.trees), np.diff([*table.tree_starts, len(table.values)])
+        )
+        if norm == "linf":
+            self._bounds = _FiniteBounds.of(self.low, self.high)
 
     def _leaf_distances(self, raw_row: np.ndarray) -> np.ndarray:
         """Distance from a point to each leaf box, inf where a frozen feature leaves the box."""
@@ -413,8 +418,11 @@ class Verifier:
                 axis=1,
             )
         x = (raw_row[list(self.space.mutable)] - self.space.lower) / self.space.scale
-        gap = np.maximum(np.maximum(self.low - x, x - self.high), 0.0)
-        size = gap.max(axis=1) if self.norm == "linf" else np.sqrt(np.mean(gap * gap, axis=1))
+        if self.norm == "linf":
+            size = self._bounds.linf_gaps(x)
+        else:
+            gap = np.maximum(np.maximum(self.low - x, x - self.high), 0.0)
+            size = np.sqrt(np.mean(gap * gap, axis=1))
         return np.where(outside, np.inf, size)
 
     def _margins(
@@ -452,27 +460,108 @@ class Verifier:
         """
         distances = self._leaf_distances(raw_row)
         margins, constants = self._margins(label, reference, tolerance)
-        trees = np.repeat(
-            np.arange(self.table.trees), np.diff([*self.table.tree_starts, len(distances)])
-        )
         keep = np.isfinite(distances)
-        distances, margins, trees = distances[keep], margins[keep], trees[keep]
-        order = np.lexsort((distances, trees))
-        distances, margins, trees = distances[order], margins[order], trees[order]
-        # Running minimum within each tree: shifting tree t down by t * span makes a plain
-        # running minimum restart at every tree.
+        distances, margins, trees = distances[keep], margins[keep], self.trees[keep]
+        # For the running minimum within each tree (see _first_failure); from every leaf,
+        # so that any subset of them rounds alike.
         span = float(np.ptp(margins)) + 1.0 if margins.size else 1.0
-        shifted = margins - (trees * span)[:, None]
-        running = np.minimum.accumulate(shifted, axis=0) + (trees * span)[:, None]
-        first = np.r_[True, trees[1:] != trees[:-1]]
-        previous = np.vstack([np.zeros((1, margins.shape[1])), running[:-1]])
-        change = running - np.where(first[:, None], 0.0, previous)
-        sweep = np.argsort(distances, kind="stable")
-        bound = np.cumsum(change[sweep], axis=0) + constants
-        at = distances[sweep]
-        # The bound is only read after the last leaf at each distance is counted.
-        last = np.r_[at[1:] != at[:-1], True]
-        # A tie may go either way (argmax takes the first class), and forest scores are sums
-        # of fractions with rounding error: a bound within TIE of zero is not certified.
-        failing = np.flatnonzero(last & np.any(bound <= TIE, axis=1))
-        return float(at[failing[0]]) if len(failing) else float("inf")
+        # The bound up to a distance t depends only on the leaves within t: sweep the
+        # nearest leaves first, and all of them only when the radius lies beyond those
+        # (most rows fail early, and the sort is most of the cost).
+        take = min(len(distances), _FIRST_SWEEP)
+        while True:
+            if take < len(distances):
+                within = distances <= np.partition(distances, take - 1)[take - 1]
+                found = _first_failure(
+                    distances[within], margins[within], trees[within], constants, span
+                )
+            else:
+                found = _first_failure(distances, margins, trees, constants, span)
+                return float("inf") if found is None else found
+            if found is not None:
+                return found
+            take *= 8
+
+
+# Leaves in the first, partial sweep of MLA203's radius search.
+_FIRST_SWEEP = 1 << 15
+
+
+def _first_failure(
+    distances: np.ndarray,
+    margins: np.ndarray,
+    trees: np.ndarray,
+    constants: np.ndarray,
+    span: float,
+) -> float | None:
+    """The first distance at which the tree-by-tree bound over these leaves fails, if any."""
+    # Leaves by tree, then by distance within a tree: one stable sort by distance, then a
+    # stable radix sort by tree number (what np.lexsort((distances, trees)) gives, at a
+    # fraction of its cost on a million leaves). The sweep needs the distance order itself,
+    # which the first sort already is.
+    by_distance = np.argsort(distances, kind="stable")
+    order = by_distance[np.argsort(_radix_keys(trees[by_distance]), kind="stable")]
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    distances, margins, trees = distances[order], margins[order], trees[order]
+    # Running minimum within each tree: shifting tree t down by t * span makes a plain
+    # running minimum restart at every tree.
+    shifted = margins - (trees * span)[:, None]
+    running = np.minimum.accumulate(shifted, axis=0) + (trees * span)[:, None]
+    first = np.r_[True, trees[1:] != trees[:-1]]
+    previous = np.vstack([np.zeros((1, margins.shape[1])), running[:-1]])
+    change = running - np.where(first[:, None], 0.0, previous)
+    sweep = position[by_distance]
+    bound = np.cumsum(change[sweep], axis=0) + constants
+    at = distances[sweep]
+    # The bound is only read after the last leaf at each distance is counted.
+    last = np.r_[at[1:] != at[:-1], True]
+    # A tie may go either way (argmax takes the first class), and forest scores are sums
+    # of fractions with rounding error: a bound within TIE of zero is not certified.
+    failing = np.flatnonzero(last & np.any(bound <= TIE, axis=1))
+    return float(at[failing[0]]) if len(failing) else None
+
+
+def _radix_keys(trees: np.ndarray) -> np.ndarray:
+    """Tree numbers as the narrowest unsigned type: numpy sorts 16-bit integers stably by
+    radix, in linear time."""
+    return trees.astype(np.uint16) if trees.size and trees.max() < 1 << 16 else trees
+
+
+@dataclass(frozen=True)
+class _FiniteBounds:
+    """The finite sides of every leaf box, leaf by leaf (a leaf constrains a few features;
+    most sides are infinite): the L∞ distance from a point to each box reads those alone,
+    a third of the work of the dense leaves-by-features arrays."""
+
+    leaves: int
+    starts: np.ndarray  # where each leaf with a finite side begins in the arrays below
+    owners: np.ndarray  # those leaves
+    features: np.ndarray
+    values: np.ndarray  # the side's coordinate
+    signs: np.ndarray  # -1.0 for a lower side (gap = value - x), +1.0 for an upper one
+
+    @classmethod
+    def of(cls, low: np.ndarray, high: np.ndarray) -> _FiniteBounds:
+        leaf_low, feature_low = np.nonzero(np.isfinite(low))
+        leaf_high, feature_high = np.nonzero(np.isfinite(high))
+        leaves = np.concatenate([leaf_low, leaf_high])
+        order = np.argsort(leaves, kind="stable")
+        leaves = leaves[order]
+        features = np.concatenate([feature_low, feature_high])[order]
+        values = np.concatenate([low[leaf_low, feature_low], high[leaf_high, feature_high]])
+        signs = np.concatenate([np.full(len(leaf_low), -1.0), np.ones(len(leaf_high))])
+        starts = np.flatnonzero(np.r_[True, leaves[1:] != leaves[:-1]]) if len(leaves) else (
+            np.empty(0, dtype=np.intp)
+        )
+        return cls(len(low), starts, leaves[starts], features, values[order], signs[order])
+
+    def linf_gaps(self, x: np.ndarray) -> np.ndarray:
+        """max(0, the largest per-feature gap from ``x`` to each box), as the dense form
+        computes it: ``value - x`` below a lower side, ``x - value`` above an upper one."""
+        gaps = np.zeros(self.leaves)
+        if len(self.values):
+            # -(value - x) == x - value exactly, so the signed form rounds as the dense one.
+            side = self.signs * (x[self.features] - self.values)
+            gaps[self.owners] = np.maximum(np.maximum.reduceat(side, self.starts), 0.0)
+        return gaps

@@ -147,3 +147,48 @@ def test_other_models_are_unsupported_with_a_reason(estimator: object) -> None:
     estimator.fit(features, labels)  # type: ignore[attr-defined]
     with pytest.raises(UnsupportedEnsemble, match="applies to tree ensembles"):
         leaf_table(estimator, features)
+
+
+@pytest.mark.parametrize(
+    ("name", "estimator", "classifier"), _ensembles()[:3] + _ensembles()[5:6],
+    ids=[e[0] for e in _ensembles()[:3] + _ensembles()[5:6]],
+)
+def test_the_fast_radius_search_gives_the_full_sweep_s_radius_exactly(
+    name: str, estimator: object, classifier: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sparse leaf distances are the dense ones, and sweeping the nearest leaves first
+    (here a handful at a time, so every row needs several rounds) finds the radius the
+    sweep over every leaf finds, to the last bit."""
+    from mlaudit.robustness import trees
+
+    features, labels = _data()
+    target = labels if classifier else features["mean_radius"] * 3 + labels
+    estimator.fit(features, target)  # type: ignore[attr-defined]
+    probe = features.iloc[200:230].reset_index(drop=True)
+    table = leaf_table(estimator, probe)
+    verifier = Verifier(table, FeatureSpace.from_data([features]), "linf")
+    raw = probe.to_numpy(dtype=np.float64)
+    clean = estimator.predict(probe)  # type: ignore[attr-defined]
+    classes = list(table.classes or ())
+    tolerance = None if classifier else 0.1 * float(np.std(clean))
+
+    def radii() -> list[float]:
+        return [
+            verifier.radius(
+                raw[i], classes.index(clean[i]) if classifier else None,
+                reference=float(clean[i]), tolerance=tolerance,
+            )
+            for i in range(len(probe))
+        ]
+
+    for row in raw:
+        x = (row - verifier.space.lower) / verifier.space.scale
+        dense = np.maximum(np.maximum(verifier.low - x, x - verifier.high), 0.0).max(axis=1)
+        assert np.array_equal(
+            verifier._leaf_distances(row), np.where(verifier.unreachable, np.inf, dense)
+        )
+    monkeypatch.setattr(trees, "_FIRST_SWEEP", 1 << 40)
+    whole = radii()
+    monkeypatch.setattr(trees, "_FIRST_SWEEP", 4)
+    assert radii() == whole
+    assert any(np.isfinite(whole))
