@@ -60,6 +60,8 @@ class Run:
     rules: dict[str, float]
     reference_metrics: dict[str, Any]
     exit_code: int
+    # Rules that ended in error (a profile must have none: it scales down instead).
+    errors: tuple[str, ...] = ()
 
 
 def log(message: str) -> None:
@@ -151,7 +153,8 @@ def scan(folder: Path, mode: str, args: argparse.Namespace, out: Path) -> Run:
     reference = next(
         (r.get("metrics", {}) for r in report["results"] if r["rule_id"] == "MLA302"), {}
     )
-    return Run(wall, peak, rules, reference, code)
+    errors = tuple(r["rule_id"] for r in report["results"] if r["status"] == "error")
+    return Run(wall, peak, rules, reference, code, errors)
 
 
 def cluster_start_seconds(workers: int) -> float:
@@ -198,6 +201,7 @@ def main() -> None:
                     statistics.median(r.wall_s for r in measured),
                     max(r.peak_mb for r in measured), runs[mode].rules,
                     runs[mode].reference_metrics, runs[mode].exit_code,
+                    tuple(sorted({e for r in measured for e in r.errors})),
                 )
             training_rows = int(
                 next(iter(runs.values())).reference_metrics.get("reference_training_rows") or 0
@@ -209,8 +213,8 @@ def main() -> None:
                 )
     print(f"load average at end: {os.getloadavg()}; cores: {len(os.sched_getaffinity(0))}\n")
     print("| model | rows | target fit s | mode | wall s | peak MB | top rules (s) | MLA302 s "
-          "| refs | s/ref | floor s/ref | vs ideal | vs 1 worker | cluster start s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| refs | s/ref | floor s/ref | vs ideal | vs 1 worker | cluster start s | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows_out))
 
 
@@ -238,7 +242,8 @@ def row(
     return (
         f"| {kind} | {size:,} | {fit_s:.1f} | {mode} | {run.wall_s:.1f} | {run.peak_mb:.0f} "
         f"| {split} | {mla302 if mla302 is None else round(mla302, 1)} | {refs} | {per_ref} "
-        f"| {'-' if floor is None else f'{floor:.2f}'} | {ideal} | {one_worker} | {start} |"
+        f"| {'-' if floor is None else f'{floor:.2f}'} | {ideal} | {one_worker} | {start} "
+        f"| {', '.join(run.errors) or 'none'} |"
     )
 
 

@@ -18,7 +18,6 @@ a computation past its rule's budget is not left running), and the next task sta
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ from mlaudit.core.findings import Family, Finding, JsonValue, RuleResult, Severi
 from mlaudit.core.hashing import sha256_file
 from mlaudit.core.load_options import LoadOptions
 from mlaudit.core.runcache import RunCache
-from mlaudit.isolation.worker import WorkerJob, parent_delegate, run_job
+from mlaudit.isolation.worker import WorkerJob, address_space_limit, parent_delegate, run_job
 from mlaudit.loaders import loader_for
 from mlaudit.loaders.load_gate import decide
 from mlaudit.rules.base import Requirement, Rule, RuleContext, RuleMeta
@@ -46,8 +45,6 @@ IDLE_S = 300.0
 # The serving worker's clock: far past any run, since requests, not one rule, bound its work
 # (each request is bounded by its task's timeout, which kills the worker past it).
 _LIFETIME_S = 24 * 3600.0
-# Address space the isolated worker may map beyond the machine's memory (stacks, arenas).
-_HEADROOM_BYTES = 4 << 30
 # What the serving worker asks its parent for, and what tells it to stop.
 _NEXT = "next-request"
 _STOP: dict[str, JsonValue] = {"stop": True}
@@ -170,7 +167,7 @@ class ModelSession:
         return WorkerJob(
             rules=[_ServeRequests], load=load_model, run_rule=serve,
             budget_for=lambda _: _LIFETIME_S, load_budget_s=load_timeout_s,
-            read_paths=(path,), memory_bytes=_memory_bytes(),
+            read_paths=(path,), memory_bytes=address_space_limit(),
             strict=load.isolation == "strict", delegate=self._exchange, cancel=self._cancel,
         )
 
@@ -270,14 +267,6 @@ def _ended(result: RuleResult | None) -> str:
     if result.status is Status.PASSED:
         return "the session ended"
     return result.reason or "the model worker failed"
-
-
-def _memory_bytes() -> int:
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        physical = 16 << 30
-    return int(physical) + _HEADROOM_BYTES
 
 
 # The sessions of this Dask worker process, by run.

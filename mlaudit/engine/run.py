@@ -34,7 +34,7 @@ from mlaudit.distributed import Cluster
 from mlaudit.engine.registry import extra_hint, extra_installed, registered_rules, select_rules
 from mlaudit.isolation import ISOLATION_MODES, IsolationRecord
 from mlaudit.isolation.transport import ModelInfo
-from mlaudit.isolation.worker import WorkerJob, parent_delegate, run_job
+from mlaudit.isolation.worker import WorkerJob, address_space_limit, parent_delegate, run_job
 from mlaudit.loaders import Loader, loader_for
 from mlaudit.loaders.load_gate import LoadDecision, LoadStatus, decide
 from mlaudit.rules.base import (
@@ -68,9 +68,6 @@ BUDGET_OPTION = RuleOption(
     exclusive_minimum=True,
     nullable=True,
 )
-# Address space a worker may map beyond what it inherits: the machine's memory plus room for
-# the thread stacks and allocator arenas that are reserved but never touched.
-_WORKER_HEADROOM_BYTES = 4 << 30
 _IN_PROCESS_NOTE = (
     "isolation none: the model was loaded and queried inside mlaudit's own process, with the "
     "user's full rights (network, files, programs)"
@@ -366,7 +363,7 @@ def _model_stage(
             budget_for=lambda rule_id: configured[rule_id].budget_s,
             load_budget_s=PROFILE_BUDGETS_S[settings.profile],
             read_paths=_model_read_paths(subject, settings),
-            memory_bytes=_memory_headroom(),
+            memory_bytes=address_space_limit(),
             strict=settings.isolation == "strict",
             progress=progress,
             delegate=delegate,
@@ -478,14 +475,6 @@ def _model_read_paths(subject: Subject, settings: EngineSettings) -> tuple[Path,
     # data rules read a file again to count exactly what the loader only sampled.
     paths.extend(d.path for d in subject.datasets if d.path.is_file())
     return tuple(paths)
-
-
-def _memory_headroom() -> int:
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        physical = 16 << 30
-    return int(physical) + _WORKER_HEADROOM_BYTES
 
 
 def _unmet_requirement(

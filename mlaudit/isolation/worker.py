@@ -47,6 +47,7 @@ Progress = Callable[[str], None]
 # Seconds the parent waits past a rule's budget (the rule's own budget checks come first) and
 # for a worker to exit once it said it was done.
 GRACE_S = 2.0
+_ADDRESS_SPACE_MARGIN_BYTES = 4 << 30
 # How often the parent looks at a job's cancel event while it waits for its worker.
 CANCEL_POLL_S = 0.2
 # Environment variables a worker keeps; the rest (tokens, keys, CI secrets) never reach it.
@@ -97,6 +98,16 @@ class WorkerOutcome:
 
 class StrictIsolationError(UsageError):
     """``--isolation strict`` and a layer could not be put in force."""
+
+
+def address_space_limit() -> int:
+    """The address space a worker may map: the machine's memory and a margin for what is
+    mapped but never touched (thread stacks, allocator arenas), so only a real runaway hits it."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        physical = 16 << 30
+    return int(physical) + _ADDRESS_SPACE_MARGIN_BYTES
 
 
 def run_job(job: WorkerJob) -> WorkerOutcome:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from mlaudit.core.delegation import Delegate
 from mlaudit.core.findings import JsonValue
 
 
@@ -111,7 +112,7 @@ def _rows_in(chunks: int, plan: ChunkPlan) -> int:
 
 
 def delegated(
-    delegate: Callable[[str, Mapping[str, JsonValue], float], JsonValue],
+    delegate: Delegate,
     what: str,
     params: dict[str, JsonValue],
     deadline: float,

@@ -397,15 +397,16 @@ class Verifier:
         self.table, self.space, self.norm = table, space, norm
         mutable = list(space.mutable)
         self.frozen = [i for i in range(len(space.columns)) if i not in set(mutable)]
-        self.low = (table.lower[:, mutable] - space.lower) / space.scale
-        self.high = (table.upper[:, mutable] - space.lower) / space.scale
+        low = (table.lower[:, mutable] - space.lower) / space.scale
+        high = (table.upper[:, mutable] - space.lower) / space.scale
         # Boxes entirely outside the observed range cannot be reached by a realistic input.
-        self.unreachable = np.any((self.low > space.extent) | (self.high < 0.0), axis=1)
+        self.unreachable = np.any((low > space.extent) | (high < 0.0), axis=1)
         self.trees = np.repeat(
             np.arange(table.trees), np.diff([*table.tree_starts, len(table.values)])
         )
-        if norm == "linf":
-            self._bounds = _FiniteBounds.of(self.low, self.high)
+        # L∞ reads the finite sides alone; the dense boxes (hundreds of MB for a large
+        # forest) are kept only for the other norm.
+        self._sides = _FiniteBounds.of(low, high) if norm == "linf" else (low, high)
 
     def _leaf_distances(self, raw_row: np.ndarray) -> np.ndarray:
         """Distance from a point to each leaf box, inf where a frozen feature leaves the box."""
@@ -418,10 +419,11 @@ class Verifier:
                 axis=1,
             )
         x = (raw_row[list(self.space.mutable)] - self.space.lower) / self.space.scale
-        if self.norm == "linf":
-            size = self._bounds.linf_gaps(x)
+        if isinstance(self._sides, _FiniteBounds):
+            size = self._sides.linf_gaps(x)
         else:
-            gap = np.maximum(np.maximum(self.low - x, x - self.high), 0.0)
+            low, high = self._sides
+            gap = np.maximum(np.maximum(low - x, x - high), 0.0)
             size = np.sqrt(np.mean(gap * gap, axis=1))
         return np.where(outside, np.inf, size)
 
@@ -548,7 +550,8 @@ class _FiniteBounds:
         leaves = np.concatenate([leaf_low, leaf_high])
         order = np.argsort(leaves, kind="stable")
         leaves = leaves[order]
-        features = np.concatenate([feature_low, feature_high])[order]
+        # Feature numbers as 32-bit: a large forest has millions of finite sides.
+        features = np.concatenate([feature_low, feature_high])[order].astype(np.int32)
         values = np.concatenate([low[leaf_low, feature_low], high[leaf_high, feature_high]])
         signs = np.concatenate([np.full(len(leaf_low), -1.0), np.ones(len(leaf_high))])
         starts = np.flatnonzero(np.r_[True, leaves[1:] != leaves[:-1]]) if len(leaves) else (

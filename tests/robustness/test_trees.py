@@ -181,9 +181,11 @@ def test_the_fast_radius_search_gives_the_full_sweep_s_radius_exactly(
             for i in range(len(probe))
         ]
 
+    space = verifier.space
+    low, high = (table.lower - space.lower) / space.scale, (table.upper - space.lower) / space.scale
     for row in raw:
-        x = (row - verifier.space.lower) / verifier.space.scale
-        dense = np.maximum(np.maximum(verifier.low - x, x - verifier.high), 0.0).max(axis=1)
+        x = (row - space.lower) / space.scale
+        dense = np.maximum(np.maximum(low - x, x - high), 0.0).max(axis=1)
         assert np.array_equal(
             verifier._leaf_distances(row), np.where(verifier.unreachable, np.inf, dense)
         )
