@@ -11,6 +11,7 @@ on in a fresh worker.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import select
@@ -461,6 +462,9 @@ def _detach(kept: tuple[int, ...], private_dir: Path) -> None:
     # leave every lock the model's libraries make (joblib's thread pool) registering with a
     # resource tracker whose pipe was just closed: a crash on the model's first predict.
     multiprocessing.set_start_method("fork", force=True)
+    # The parent's garbage-collector hooks are its own instrumentation (a Dask worker's reads
+    # its memory through /proc, which the sandbox denies: an exception at every collection).
+    gc.callbacks.clear()
     sys.dont_write_bytecode = True
 
 

@@ -43,7 +43,15 @@ def _fail(model: LoadedModel, subject: Subject, params: Mapping[str, JsonValue])
     raise ValueError("no such rows")
 
 
-COMPUTATIONS: dict[str, ModelComputation] = {"pid": _pid, "sleep": _sleep, "fail": _fail}
+def _gc_hooks(model: LoadedModel, subject: Subject, params: Mapping[str, JsonValue]) -> JsonValue:
+    import gc
+
+    return [len(gc.callbacks)]
+
+
+COMPUTATIONS: dict[str, ModelComputation] = {
+    "pid": _pid, "sleep": _sleep, "fail": _fail, "gc-hooks": _gc_hooks,
+}
 
 
 def _load(path: Path, isolation: str = "default", run: str = "run-1") -> RemoteLoad:
@@ -71,6 +79,28 @@ def test_one_isolated_worker_loads_the_model_once_and_serves_every_request(
     assert isinstance(first, list)
     assert first[0] != os.getpid()
     assert first[1] == "RandomForestClassifier"
+
+
+def test_the_parent_s_garbage_collector_hooks_stay_behind(workspace: Workspace) -> None:
+    """Regression: a Dask worker's GC hook reads its memory through /proc, which the sandbox
+    denies; inherited by the forked worker it printed an exception at every collection and
+    slowed every reference fit."""
+    import gc
+
+    def parent_hook(_phase: str, _info: dict[str, int]) -> None:
+        pass
+
+    gc.callbacks.append(parent_hook)
+    try:
+        path = workspace.rf_joblib
+        session = ModelSession(_load(path), path.read_bytes(), _subject(path), COMPUTATIONS,
+                               60.0)
+        try:
+            assert session.compute("gc-hooks", {}, 60.0) == [0]
+        finally:
+            session.close()
+    finally:
+        gc.callbacks.remove(parent_hook)
 
 
 def test_a_failing_request_is_the_task_s_error_and_the_session_goes_on(
@@ -150,7 +180,8 @@ def _alive(pid: int) -> bool:
 def _predict(model: LoadedModel, subject: Subject, params: Mapping[str, JsonValue]) -> JsonValue:
     import numpy as np
 
-    return [int(v) for v in model.estimator.predict(np.zeros((3, 4)))]
+    estimator: Any = model.estimator
+    return [int(v) for v in estimator.predict(np.zeros((3, 4)))]
 
 
 def _session_on_this_worker(path: str) -> JsonValue:
