@@ -21,3 +21,12 @@ CLUSTER_THREADS = "cluster-threads"
 # only that unit needs (a batch's file texts, say). Each task receives its own units' entries
 # alone, not the whole request's.
 PER_UNIT = "per_unit"
+
+
+def whole_param(params: Mapping[str, JsonValue], name: str) -> int:
+    """A whole-number parameter of a delegated request, checked (the request may come from a
+    model worker a hostile model controls; an assertion would vanish under python -O)."""
+    value = params.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"the request's {name!r} must be a whole number, not {value!r}")
+    return value

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlaudit.core.delegation import whole_param
 from mlaudit.core.findings import JsonValue
 from mlaudit.core.stats import Interval, bootstrap_interval
 from mlaudit.privacy.art_bridge import art_classifier, art_module, codec_for, seed_attack_model
@@ -219,8 +220,9 @@ class AttributeRequest:
         assert isinstance(columns, list)
         assert isinstance(confidence, int | float)
         return cls(
-            _whole(params, "seed"), _whole(params, "max_rows"), tuple(str(c) for c in columns),
-            _whole(params, "max_categories"), _whole(params, "resamples"), float(confidence),
+            whole_param(params, "seed"), whole_param(params, "max_rows"),
+            tuple(str(c) for c in columns), whole_param(params, "max_categories"),
+            whole_param(params, "resamples"), float(confidence),
         )
 
     def target(self, model: LoadedModel, subject: Subject) -> AttributeTarget:
@@ -279,7 +281,3 @@ def attack_columns(
     return results
 
 
-def _whole(params: Mapping[str, JsonValue], name: str) -> int:
-    value = params[name]
-    assert isinstance(value, int)
-    return value

@@ -36,6 +36,7 @@ import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 from scipy.stats import norm
 
+from mlaudit.core.delegation import whole_param
 from mlaudit.core.findings import JsonValue
 from mlaudit.privacy.attacks import AttackScores
 from mlaudit.privacy.evaluation import MembershipData, membership_data, privacy_rng
@@ -274,7 +275,8 @@ class ReferenceRequest:
         rows, names = params["max_training_rows"], params["thread_parameters"]
         assert isinstance(names, list)
         return cls(
-            _whole(params, "seed"), _whole(params, "max_rows"), _whole(params, "count"),
+            whole_param(params, "seed"), whole_param(params, "max_rows"),
+            whole_param(params, "count"),
             rows if isinstance(rows, int) else None, tuple(str(n) for n in names),
         )
 
@@ -291,7 +293,7 @@ def fit_planned_references(
     """The references ``params["indices"]`` of the request in ``params``, fitted here (a
     cluster task): each one's true-class probabilities of the evaluation rows, as lists."""
     request = ReferenceRequest.from_params(params)
-    threads, indices = _whole(params, "threads"), params["indices"]
+    threads, indices = whole_param(params, "threads"), params["indices"]
     assert isinstance(indices, list)
     data, plan = _planned(model, subject, request)
     fit = local_fit_batch(
@@ -318,12 +320,6 @@ def _planned(
     plan = request.plan(data)
     _LAST_PLAN[:] = [(model, subject, request, data, plan)]
     return data, plan
-
-
-def _whole(params: Mapping[str, JsonValue], name: str) -> int:
-    value = params[name]
-    assert isinstance(value, int)
-    return value
 
 
 def training_arrays(
