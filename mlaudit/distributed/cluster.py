@@ -23,6 +23,9 @@ from mlaudit.subject.build import Subject
 DASK_EXTRA = "dask"
 # How long joining a scheduler may take before the run gives up with a usage error.
 CONNECT_TIMEOUT_S = 30.0
+# How long the end of a run waits for the model sessions it started to be started, so that
+# it can close them (a session it misses ends itself when idle).
+SESSION_START_WAIT_S = 10.0
 # A task is retried this many times when its Dask worker dies (then the rule is ``error``).
 TASK_RETRIES = 1
 
@@ -86,6 +89,7 @@ class Cluster:
         # Futures of the session starts: kept until the sessions close, since Dask forgets
         # (and may cancel) a task whose future is dropped.
         self._starting: list[Any] = []
+        self._starters: list[threading.Thread] = []
         # Workers import what a task runs once, when the cluster opens, not in the first
         # rule's budget (scikit-learn, pandas and mlaudit take seconds to import).
         client.run(importlib.import_module, run_remote.__module__)
@@ -93,11 +97,20 @@ class Cluster:
     def close_sessions(self) -> None:
         """End the model sessions of this client's runs on every worker (a worker that
         is gone has nothing to end; a session left behind ends itself when idle)."""
+        # A session still being started would start after the close and sit idle: the
+        # starts finish first (each is only a scatter and a submit).
+        for starter in self._starters:
+            starter.join(timeout=SESSION_START_WAIT_S)
+        with suppress(Exception):  # a start pinned to a worker that died never ends: bounded
+            from distributed import wait
+
+            wait(self._starting, timeout=SESSION_START_WAIT_S)
         for run in self._runs:
             with suppress(Exception):
                 self.client.run(close_session, run)
         self._runs.clear()
         self._starting.clear()
+        self._starters.clear()
 
     def threads(self) -> int:
         """Worker threads in the cluster now: how many tasks run at once."""
@@ -133,10 +146,12 @@ class Cluster:
         if load is not None and decide(
             subject.model, artifact_results, trust_model=trust_model
         ).may_load:
-            threading.Thread(
+            starter = threading.Thread(
                 target=self._start_sessions, args=(shipment, load, load_budget_s), daemon=True,
                 name=f"mlaudit-sessions-{load.run}",
-            ).start()
+            )
+            self._starters.append(starter)
+            starter.start()
 
         def delegate(what: str, params: Mapping[str, JsonValue], timeout_s: float) -> JsonValue:
             if what == CLUSTER_THREADS:

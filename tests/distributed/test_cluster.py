@@ -143,3 +143,18 @@ def test_a_model_given_in_memory_is_refused_a_cluster(
     with pytest.raises(UsageError, match="in memory cannot go to a cluster"):
         mlaudit.scan(model, train=files["train"], holdout=files["holdout"], target=TARGET,
                      select=list(RULES), config=None, dask_scheduler=cluster.scheduler_address)
+
+
+def _sessions_here() -> int:
+    from mlaudit.distributed import session
+
+    return len(session._SESSIONS)
+
+
+def test_the_run_s_model_sessions_end_with_the_run(
+    files: dict[str, Path], cluster: Any
+) -> None:
+    """Every worker started a session for the run (its model loaded); none outlives it."""
+    _scan(files, dask_scheduler=cluster.scheduler_address)
+    with distributed.Client(cluster) as client:
+        assert set(client.run(_sessions_here).values()) == {0}
