@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaudit.core.errors import InputError
+from mlaudit.core.errors import InputError, first_line
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.native_trees import given_names, import_library
@@ -43,8 +43,9 @@ def load(
         kind = catboost.CatBoostClassifier if classifier else catboost.CatBoostRegressor
         estimator = kind().load_model(str(artifact.path), format="cbm")
     except catboost.CatBoostError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise InputError(f"{artifact.reference} could not be loaded by CatBoost: {first}") from None
+        raise InputError(
+            f"{artifact.reference} could not be loaded by CatBoost: {first_line(error)}"
+        ) from None
     return LoadedModel(
         framework=FRAMEWORK,
         task=Task.CLASSIFICATION if classifier else Task.REGRESSION,

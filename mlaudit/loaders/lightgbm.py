@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from mlaudit.core.errors import InputError
+from mlaudit.core.errors import InputError, first_line
 from mlaudit.core.load_options import NO_LOAD_OPTIONS, LoadOptions
 from mlaudit.core.runcache import RunCache
 from mlaudit.loaders.native_trees import given_names, import_library
@@ -120,8 +120,9 @@ def load(
     try:
         booster = lightgbm.Booster(model_file=str(artifact.path))
     except lightgbm.basic.LightGBMError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise InputError(f"{artifact.reference} could not be loaded by LightGBM: {first}") from None
+        raise InputError(
+            f"{artifact.reference} could not be loaded by LightGBM: {first_line(error)}"
+        ) from None
     params = dict(booster.params)
     objective = str(params.get("objective", "regression"))
     estimator: _LightGBMModel

@@ -9,10 +9,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlaudit.core.findings import Family, Finding, JsonValue, Location, Severity
+from mlaudit.core.stats import derived_rng
 from mlaudit.robustness.evasion import attack_settings
 from mlaudit.robustness.sample import AttackSample
 from mlaudit.robustness.space import project, within
-from mlaudit.rules.base import OptionKind, Requirement, Rule, RuleContext, RuleMeta, RuleOption
+from mlaudit.rules.base import (
+    OptionKind,
+    Requirement,
+    Rule,
+    RuleContext,
+    RuleMeta,
+    RuleOption,
+    RuleSkipped,
+)
 from mlaudit.rules.controls import EVASION, RELIABILITY
 from mlaudit.rules.robustness_sample import (
     DEFAULT_EPSILON,
@@ -23,6 +32,7 @@ from mlaudit.rules.robustness_sample import (
     cap,
     clean_metrics,
     cluster_wave,
+    draw_rows,
     epsilon_grid,
     perturbation_summary,
     prepare,
@@ -31,7 +41,7 @@ from mlaudit.rules.robustness_sample import (
     smallest_flips,
     threat_model,
 )
-from mlaudit.subject.model_info import Task
+from mlaudit.subject.model_info import InputKind, Task
 
 if TYPE_CHECKING:
     from mlaudit.robustness.trees import LeafTable
@@ -419,7 +429,6 @@ class GradientEvasion(Rule):
             evade,
             gradient_model,
         )
-        from mlaudit.rules.base import RuleSkipped
 
         assert ctx.model is not None
         if ctx.model.task is not Task.CLASSIFICATION:
@@ -557,7 +566,6 @@ class TreeEnsembleVerification(Rule):
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         from mlaudit.robustness.trees import UnsupportedEnsemble, leaf_table
-        from mlaudit.rules.base import RuleSkipped
 
         assert ctx.model is not None
         sample = prepare(ctx)
@@ -866,15 +874,12 @@ class TextEvasion(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         import pandas as pd
 
-        from mlaudit.core.stats import derived_rng
         from mlaudit.robustness.text import (
             Perturber,
             TextAttackSettings,
             greedy_text_attack,
             synonym_lexicon,
         )
-        from mlaudit.rules.base import RuleSkipped
-        from mlaudit.subject.model_info import InputKind
 
         model = ctx.model
         assert model is not None
@@ -977,7 +982,6 @@ def _text_sample(
 ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """The texts attacked (drawn as MLA201 draws its rows), their labels, the model's clean
     decisions, and how many rows could not be attacked (no label, or no text)."""
-    from mlaudit.rules.robustness_sample import draw_rows
 
     model, sample = ctx.model, ctx.subject.sample
     assert model is not None
@@ -991,7 +995,6 @@ def _text_sample(
     )).to_numpy(dtype=bool)
     candidates = np.flatnonzero(usable)
     if len(candidates) == 0:
-        from mlaudit.rules.base import RuleSkipped
 
         raise RuleSkipped(f"no sample row has both a label and a text in {column!r}")
     chosen = draw_rows(ctx, candidates)
